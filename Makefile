@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both build .venv themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO := build/demo
+SIZE ?= 256MB
+LS := $(VENV)/bin/lstmshape
+
+.PHONY: demo test lint bench fuzz samples clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p $(DEMO)
+	$(LS) inspect samples/post_padded.npy samples/pre_padded.npy samples/runs.h5
+	$(LS) reduce samples/post_padded.npy --strategy last --lengths samples/post_lengths.npy -o $(DEMO)/last.npy --force
+	$(LS) reduce samples/post_padded.npy --strategy last -o $(DEMO)/last-unmasked.npy --force
+	$(LS) reduce samples/bidirectional.npy --strategy last --bidirectional --lengths samples/bidirectional_lengths.npy -o $(DEMO)/h_n.npy --force
+	$(LS) pool samples/post_padded.npy --op avg --mask samples/post_mask.npy -o $(DEMO)/mean.npy --force
+	$(LS) pool samples/pre_padded.npy --op max --pool-size 4 --padding same --lengths samples/pre_lengths.npy --pad-side pre --mask-out $(DEMO)/windows_mask.npy -o $(DEMO)/windows.h5:/pool/max --force
+	$(LS) project samples/post_padded.npy --pca 4 --lengths samples/post_lengths.npy --save-basis $(DEMO)/basis.npz -o $(DEMO)/pca.npy --force
+	$(LS) reshape samples/time_major.npy --layout tnf --to steps --drop-padding --lengths samples/time_major_lengths.npy --lengths-out $(DEMO)/packed_lengths.npy -o $(DEMO)/packed.npy --force
+	$(LS) reduce samples/post_padded.npy --strategy mean --lengths samples/post_lengths.npy -o - | $(LS) inspect -
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lstmshape tests bench samples
+	$(VENV)/bin/ruff format --check lstmshape tests bench samples
+
+bench: $(STAMP)
+	$(PY) bench/run.py --size $(SIZE)
+
+samples: $(STAMP)
+	$(PY) samples/make_samples.py
+
+clean:
+	rm -rf build $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,421 @@
+"""The library API: plan an operation from shapes, then apply it to data.
+
+A `Plan` holds the output shape and a kernel `(x_ntf, validity) -> out` that works on any
+block of samples, so the same plan serves a whole in-memory array (the functions below) and
+the chunked streaming engine (`lstmshape.stream`). Arrays in time-major layout are viewed
+batch-first on the way in, and outputs that keep a time axis are given back time-major.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from lstmshape.errors import InputError
+from lstmshape.masks import Layout, PadSide, Validity, build_validity
+from lstmshape.strategies import project as project_kernels
+from lstmshape.strategies import reduce as reduce_kernels
+from lstmshape.strategies import reshape as reshape_kernels
+from lstmshape.strategies import window as window_kernels
+
+Array = npt.NDArray[Any]
+Kernel = Callable[[Array, Validity], "Array | tuple[Array, Array]"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an operation will produce, known before any data is read.
+
+    `out_shape` is in the input's layout when `keeps_time`, else (N, ...). The kernel may
+    return a second array, the (N, T') output mask of windowed pooling.
+    """
+
+    operation: str
+    in_shape: tuple[int, ...]
+    layout: Layout
+    out_shape: tuple[int, ...]
+    out_dtype: np.dtype[Any]
+    keeps_time: bool
+    kernel: Kernel = field(repr=False)
+    options: dict[str, Any] = field(default_factory=dict)
+    mask_out_shape: tuple[int, ...] | None = None
+
+    def apply(self, x: Array, validity: Validity) -> tuple[Array, Array | None]:
+        """Run the kernel on batch-first `x` (a block of samples); output in the plan's layout."""
+        result = self.kernel(x, validity)
+        out, extra = result if isinstance(result, tuple) else (result, None)
+        if self.keeps_time and self.layout == "tnf" and out.ndim == 3:
+            out = out.transpose(1, 0, 2)
+        return out, extra
+
+
+def ntf_shape(shape: tuple[int, ...], layout: Layout, *, command: str) -> tuple[int, int, int]:
+    """(N, T, F) of a 3-D shape given its layout; other ranks are an InputError."""
+    if len(shape) != 3:
+        order = "(N, T, F)" if layout == "ntf" else "(T, N, F)"
+        raise InputError(f"{command} needs a 3-D array {order}; got shape {tuple(shape)}")
+    if layout == "tnf":
+        return (shape[1], shape[0], shape[2])
+    return (shape[0], shape[1], shape[2])
+
+
+def as_ntf(x: Array, layout: Layout) -> Array:
+    """A batch-first view of a 3-D array (no copy)."""
+    return x.transpose(1, 0, 2) if layout == "tnf" else x
+
+
+def _probe(kernel: Kernel, shape_ntf: tuple[int, ...], dtype: npt.DTypeLike) -> tuple[Array, Any]:
+    """Run a kernel on zero samples: output shape and dtype at no cost."""
+    empty = np.zeros((0, *shape_ntf[1:]), dtype=dtype)
+    result = kernel(empty, Validity.all_valid(0, shape_ntf[1] if len(shape_ntf) > 1 else 0))
+    return result if isinstance(result, tuple) else (result, None)
+
+
+def _finish_plan(
+    operation: str,
+    shape: tuple[int, ...],
+    dtype: npt.DTypeLike,
+    layout: Layout,
+    kernel: Kernel,
+    *,
+    keeps_time: bool,
+    options: dict[str, Any],
+    shape_ntf: tuple[int, ...] | None = None,
+) -> Plan:
+    shape_ntf = shape_ntf or ntf_shape(shape, layout, command=operation)
+    probe_out, probe_extra = _probe(kernel, shape_ntf, dtype)
+    out_ntf = (shape_ntf[0], *probe_out.shape[1:])
+    if keeps_time and layout == "tnf" and len(out_ntf) == 3:
+        out_shape = (out_ntf[1], out_ntf[0], out_ntf[2])
+    else:
+        out_shape = out_ntf
+    mask_out_shape = None if probe_extra is None else (shape_ntf[0], *probe_extra.shape[1:])
+    return Plan(
+        operation=operation,
+        in_shape=tuple(shape),
+        layout=layout,
+        out_shape=tuple(int(n) for n in out_shape),
+        out_dtype=probe_out.dtype,
+        keeps_time=keeps_time,
+        kernel=kernel,
+        options=options,
+        mask_out_shape=mask_out_shape,
+    )
+
+
+def plan_reduce(
+    shape: tuple[int, ...],
+    dtype: npt.DTypeLike,
+    strategy: str,
+    *,
+    layout: Layout = "ntf",
+    bidirectional: bool = False,
+    keepdims: bool = False,
+    empty: str = "error",
+) -> Plan:
+    """Plan a many-to-one reduction, (N, T, F) -> (N, F) or (N, 1, F)."""
+
+    def kernel(x: Array, validity: Validity) -> Array:
+        return reduce_kernels.reduce_steps(
+            x, validity, strategy, bidirectional=bidirectional, keepdims=keepdims, empty=empty
+        )
+
+    options = {
+        "strategy": strategy,
+        "bidirectional": bidirectional,
+        "keepdims": keepdims,
+        "empty": empty,
+        "layout": layout,
+    }
+    return _finish_plan("reduce", shape, dtype, layout, kernel, keeps_time=False, options=options)
+
+
+def plan_pool(
+    shape: tuple[int, ...],
+    dtype: npt.DTypeLike,
+    op: str = "avg",
+    *,
+    pool_size: int | None = None,
+    strides: int | None = None,
+    padding: str = "valid",
+    layout: Layout = "ntf",
+    empty: str = "error",
+) -> Plan:
+    """Plan global pooling (no `pool_size`) or Keras-style windowed pooling."""
+    options: dict[str, Any] = {"op": op, "layout": layout}
+    if pool_size is None:
+        if strides is not None:
+            raise InputError("--strides needs --pool-size")
+
+        def global_kernel(x: Array, validity: Validity) -> Array:
+            return reduce_kernels.global_pool(x, validity, op, empty=empty)
+
+        options["empty"] = empty
+        return _finish_plan(
+            "pool", shape, dtype, layout, global_kernel, keeps_time=False, options=options
+        )
+
+    def window_kernel(x: Array, validity: Validity) -> tuple[Array, Array]:
+        return window_kernels.pool_windows(x, validity, op, pool_size, strides, padding)
+
+    options.update(pool_size=pool_size, strides=strides or pool_size, padding=padding)
+    return _finish_plan(
+        "pool", shape, dtype, layout, window_kernel, keeps_time=True, options=options
+    )
+
+
+def plan_project(
+    shape: tuple[int, ...],
+    dtype: npt.DTypeLike,
+    weights: Array,
+    bias: Array | None = None,
+    *,
+    activation: str = "linear",
+    weights_layout: str = "keras",
+    layout: Layout = "ntf",
+    zero_padding: bool = False,
+) -> Plan:
+    """Plan a projection of the feature axis: (N, T, F) -> (N, T, K), or (N, F) -> (N, K).
+
+    With `zero_padding` the padded steps of the output hold 0.
+    """
+    if len(shape) not in (2, 3):
+        raise InputError(f"project needs (N, F) or 3-D data; got shape {tuple(shape)}")
+
+    def kernel(x: Array, validity: Validity) -> Array:
+        out = project_kernels.project_linear(
+            x, weights, bias, activation, weights_layout=weights_layout
+        )
+        if zero_padding and out.ndim == 3 and not validity.is_all_valid:
+            out[~validity.as_mask()] = 0
+        return out
+
+    options = {
+        "activation": activation,
+        "weights_layout": weights_layout,
+        "layout": layout,
+        "weights_shape": list(np.shape(weights)),
+    }
+    shape_ntf = ntf_shape(shape, layout, command="project") if len(shape) == 3 else tuple(shape)
+    return _finish_plan(
+        "project",
+        shape,
+        dtype,
+        layout,
+        kernel,
+        keeps_time=len(shape) == 3,
+        options=options,
+        shape_ntf=shape_ntf,
+    )
+
+
+def make_mask(
+    x: Array | None = None,
+    *,
+    shape: tuple[int, ...] | None = None,
+    mask: npt.ArrayLike | None = None,
+    lengths: npt.ArrayLike | None = None,
+    mask_value: float | None = None,
+    pad_side: PadSide = "post",
+    layout: Layout = "ntf",
+) -> npt.NDArray[np.bool_]:
+    """The (N, T) batch-first boolean mask of valid steps, from any one mask source.
+
+    >>> make_mask(shape=(2, 3, 4), lengths=[1, 3]).astype(int).tolist()
+    [[1, 0, 0], [1, 1, 1]]
+    """
+    return _validity(x, shape, mask, lengths, mask_value, pad_side, layout).as_mask()
+
+
+def _validity(
+    x: Array | None,
+    shape: tuple[int, ...] | None,
+    mask: npt.ArrayLike | None,
+    lengths: npt.ArrayLike | None,
+    mask_value: float | None,
+    pad_side: PadSide,
+    layout: Layout,
+) -> Validity:
+    shape = tuple(np.shape(x)) if x is not None else shape
+    if shape is None:
+        raise InputError("make_mask needs the data or its shape")
+    n, t, _ = ntf_shape(shape, layout, command="a mask")
+    x_ntf = None if x is None else as_ntf(np.asarray(x), layout)
+    return build_validity(
+        x_ntf,
+        n=n,
+        t=t,
+        mask=mask,
+        lengths=lengths,
+        mask_value=mask_value,
+        pad_side=pad_side,
+        layout=layout,
+    )
+
+
+def _run(plan: Plan, x: Array, validity: Validity) -> Array:
+    x_ntf = as_ntf(np.asarray(x), plan.layout) if len(plan.in_shape) == 3 else np.asarray(x)
+    out, _ = plan.apply(x_ntf, validity)
+    return out
+
+
+def reduce(
+    x: npt.ArrayLike,
+    strategy: str = "last",
+    *,
+    mask: npt.ArrayLike | None = None,
+    lengths: npt.ArrayLike | None = None,
+    mask_value: float | None = None,
+    pad_side: PadSide = "post",
+    layout: Layout = "ntf",
+    bidirectional: bool = False,
+    keepdims: bool = False,
+    empty: str = "error",
+) -> Array:
+    """Many-to-one: one vector per sample from its valid steps.
+
+    >>> x = np.arange(12.0).reshape(2, 3, 2)
+    >>> reduce(x, "last", lengths=[2, 3]).tolist()
+    [[2.0, 3.0], [10.0, 11.0]]
+    """
+    data = np.asarray(x)
+    plan = plan_reduce(
+        data.shape,
+        data.dtype,
+        strategy,
+        layout=layout,
+        bidirectional=bidirectional,
+        keepdims=keepdims,
+        empty=empty,
+    )
+    validity = _validity(data, None, mask, lengths, mask_value, pad_side, layout)
+    return _run(plan, data, validity)
+
+
+def pool(
+    x: npt.ArrayLike,
+    op: str = "avg",
+    *,
+    pool_size: int | None = None,
+    strides: int | None = None,
+    padding: str = "valid",
+    mask: npt.ArrayLike | None = None,
+    lengths: npt.ArrayLike | None = None,
+    mask_value: float | None = None,
+    pad_side: PadSide = "post",
+    layout: Layout = "ntf",
+    empty: str = "error",
+    return_mask: bool = False,
+) -> Array | tuple[Array, npt.NDArray[np.bool_]]:
+    """Global (no `pool_size`) or windowed pooling over valid steps only.
+
+    >>> x = np.array([[[1.0], [3.0], [100.0]]])
+    >>> pool(x, "avg", lengths=[2]).tolist()
+    [[2.0]]
+    """
+    data = np.asarray(x)
+    plan = plan_pool(
+        data.shape,
+        data.dtype,
+        op,
+        pool_size=pool_size,
+        strides=strides,
+        padding=padding,
+        layout=layout,
+        empty=empty,
+    )
+    validity = _validity(data, None, mask, lengths, mask_value, pad_side, layout)
+    out, out_mask = plan.apply(as_ntf(data, layout), validity)
+    if return_mask:
+        if out_mask is None:
+            out_mask = np.ones(out.shape[:1], dtype=bool) if out.ndim == 2 else out_mask
+        return out, out_mask
+    return out
+
+
+def project(
+    x: npt.ArrayLike,
+    weights: npt.ArrayLike | None = None,
+    bias: npt.ArrayLike | None = None,
+    *,
+    pca: int | None = None,
+    activation: str = "linear",
+    weights_layout: str = "keras",
+    mask: npt.ArrayLike | None = None,
+    lengths: npt.ArrayLike | None = None,
+    mask_value: float | None = None,
+    pad_side: PadSide = "post",
+    layout: Layout = "ntf",
+) -> Array:
+    """Change the feature axis with saved weights (Keras (F, K) layout) or PCA on valid steps.
+
+    With a mask the padded steps of the output hold 0.
+
+    >>> x = np.ones((1, 2, 3))
+    >>> project(x, np.ones((3, 2)), np.array([0.0, 1.0])).tolist()
+    [[[3.0, 4.0], [3.0, 4.0]]]
+    """
+    data = np.asarray(x)
+    has_mask = any(source is not None for source in (mask, lengths, mask_value))
+    if data.ndim == 3:
+        validity = _validity(data, None, mask, lengths, mask_value, pad_side, layout)
+    else:
+        if has_mask:
+            raise InputError("a mask needs 3-D data")
+        validity = Validity.all_valid(data.shape[0] if data.ndim else 0, 0)
+    if (weights is None) == (pca is None):
+        raise InputError("give either weights or pca=K")
+    if pca is not None:
+        basis = project_kernels.fit_pca(
+            as_ntf(data, layout) if data.ndim == 3 else data, validity, pca
+        )
+        weights, bias, weights_layout = basis.components, basis.bias, "keras"
+    plan = plan_project(
+        data.shape,
+        data.dtype,
+        np.asarray(weights),
+        None if bias is None else np.asarray(bias),
+        activation=activation,
+        weights_layout=weights_layout,
+        layout=layout,
+        zero_padding=has_mask,
+    )
+    return _run(plan, data, validity)
+
+
+def reshape(
+    x: npt.ArrayLike,
+    to: str | None = None,
+    *,
+    pattern: str | None = None,
+    sizes: dict[str, int] | None = None,
+    layout: Layout = "ntf",
+    mask: npt.ArrayLike | None = None,
+    lengths: npt.ArrayLike | None = None,
+    mask_value: float | None = None,
+    pad_side: PadSide = "post",
+    drop_padding: bool = False,
+) -> Array:
+    """Rearrange by preset (`flatten`, `steps`, `time-major`, ...) or an einops pattern.
+
+    `to="steps"` with `drop_padding=True` and a mask packs the valid steps only.
+
+    >>> reshape(np.zeros((2, 3, 4)), "flatten").shape
+    (2, 12)
+    """
+    data = np.asarray(x)
+    if (to is None) == (pattern is None):
+        raise InputError("give either a preset (to=...) or an einops pattern")
+    if pattern is not None:
+        return reshape_kernels.rearrange_pattern(data, pattern, sizes or {})
+    if drop_padding:
+        if to != "steps":
+            raise InputError("--drop-padding goes with --to steps")
+        validity = _validity(data, None, mask, lengths, mask_value, pad_side, layout)
+        packed, _ = reshape_kernels.pack_steps(as_ntf(data, layout), validity)
+        return packed
+    return reshape_kernels.reshape_preset(data, to, layout=layout)

@@ -1,0 +1,227 @@
+"""What a person sees: shape tables, inspect reports and progress, all on standard error.
+
+The only module that imports rich. Data and `--json` go to standard output elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+from rich.tree import Tree
+
+BAR_GLYPHS = " ▁▂▃▄▅▆▇█"
+
+
+@dataclass
+class Step:
+    """One row of a before/after table: a label, a shape, a dtype and where it lives."""
+
+    label: str
+    shape: tuple[int, ...]
+    dtype: str
+    where: str = ""
+    note: str = ""
+
+
+@dataclass
+class Summary:
+    """What a command did, for the table on stderr and the `--json` object on stdout."""
+
+    command: str
+    steps: list[Step] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object: `command`, then each step keyed by its label."""
+        payload: dict[str, Any] = {"command": self.command}
+        for step in self.steps:
+            payload[step.label] = {
+                "shape": list(step.shape),
+                "dtype": step.dtype,
+                "path": step.where or None,
+            }
+            if step.note:
+                payload[step.label]["note"] = step.note
+        payload["options"] = self.options
+        return payload
+
+
+def error_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def print_summary(summary: Summary, console: Console | None = None) -> None:
+    """The before/after shape table."""
+    console = console or error_console()
+    table = Table(title=f"lstmshape {summary.command}", title_justify="left")
+    for column in ("", "shape", "dtype", "where"):
+        table.add_column(column, overflow="fold")
+    for step in summary.steps:
+        where = step.where + (f"  [dim]{step.note}[/]" if step.note else "")
+        table.add_row(step.label, shape_text(step.shape), step.dtype, where)
+    console.print(table)
+    for message in summary.messages:
+        console.print(message)
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def histogram_bar(counts: Sequence[int]) -> str:
+    """A one-line histogram: `histogram_bar([0, 1, 4])` -> ' ▂█'."""
+    top = max(counts, default=0)
+    if top == 0:
+        return ""
+    steps = len(BAR_GLYPHS) - 1
+    return "".join(BAR_GLYPHS[round(c / top * steps) if c else 0] for c in counts)
+
+
+def print_inspect(reports: Sequence[dict[str, Any]], console: Console | None = None) -> None:
+    """One table per array, h5 files shown as their tree of groups first."""
+    console = console or error_console()
+    trees: dict[str, Tree] = {}
+    for report in reports:
+        tree_key = report.get("file_tree_of")
+        if tree_key and tree_key not in trees:
+            trees[tree_key] = _h5_tree(
+                tree_key, [r["key"] for r in reports if r.get("file_tree_of") == tree_key]
+            )
+            console.print(trees[tree_key])
+        console.print(_inspect_table(report))
+
+
+def _h5_tree(path: str, keys: Sequence[str]) -> Tree:
+    root = Tree(f"[bold]{path}[/]")
+    nodes: dict[str, Tree] = {"": root}
+    for key in keys:
+        parts = key.strip("/").split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            if prefix not in nodes:
+                parent = nodes["/".join(parts[: depth - 1])]
+                label = parts[depth - 1] + ("" if depth == len(parts) else "/")
+                nodes[prefix] = parent.add(label)
+    return root
+
+
+def _inspect_table(report: dict[str, Any]) -> Table:
+    table = Table(title=report["ref"], title_justify="left", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for label, value in _inspect_rows(report):
+        table.add_row(label, value)
+    return table
+
+
+def _inspect_rows(report: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    yield "shape", shape_text(report["shape"])
+    yield "dtype", str(report["dtype"])
+    yield "size", f"{report['size']:,} elements, {_human_bytes(report['nbytes'])}"
+    if report.get("layout"):
+        yield "layout", str(report["layout"])
+    padding = report.get("padding")
+    if padding:
+        yield "padding", _padding_text(padding)
+    lengths = report.get("lengths")
+    if lengths:
+        yield "valid lengths", _lengths_text(lengths)
+    if report.get("nan_count") is not None:
+        yield "NaN / Inf", f"{report['nan_count']:,} / {report.get('inf_count', 0):,}"
+    for note in report.get("notes", []):
+        yield "note", note
+
+
+def _padding_text(padding: dict[str, Any]) -> str:
+    side = padding.get("side", "none")
+    if side in (None, "none"):
+        return "none detected"
+    kind = padding.get("kind", "value")
+    detail = "repeats the last valid step" if kind == "repeat" else f"value {padding.get('value')}"
+    return f"{side}-padded, {detail}"
+
+
+def _lengths_text(lengths: dict[str, Any]) -> str:
+    text = f"min {lengths['min']}  median {lengths['median']}  max {lengths['max']}"
+    bar = histogram_bar(lengths.get("histogram", []))
+    return f"{text}  [cyan]{bar}[/]" if bar else text
+
+
+def _human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+@contextmanager
+def progress_bar(total_bytes: int, label: str, *, enabled: bool) -> Iterator[Any]:
+    """A bytes/rate/time-left bar on stderr; yields `advance(nbytes)`.
+
+    rich waits before drawing, so work shorter than about a second shows nothing.
+    """
+    if not enabled:
+        yield lambda _nbytes: None
+        return
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=error_console(),
+        transient=True,
+        refresh_per_second=5,
+    )
+    task = progress.add_task(label, total=total_bytes, visible=False)
+    with progress:
+        started = _Timer()
+
+        def advance(nbytes: int) -> None:
+            progress.advance(task, nbytes)
+            if started.elapsed() > 1.0:
+                progress.update(task, visible=True)
+
+        yield advance
+
+
+class _Timer:
+    def __init__(self) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self._start = self._clock()
+
+    def elapsed(self) -> float:
+        return self._clock() - self._start
