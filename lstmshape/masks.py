@@ -97,6 +97,39 @@ class Validity:
             last = np.full(self.n, self.t - 1, np.intp)
         return np.where(counts > 0, last, -1)
 
+    def empty_samples(self) -> IndexArray:
+        """Indices of the samples that have no valid step.
+
+        >>> Validity.from_lengths(np.array([2, 0, 1, 0]), t=3).empty_samples().tolist()
+        [1, 3]
+        """
+        return np.flatnonzero(self.counts() == 0).astype(np.intp)
+
+    def compact(self) -> Validity:
+        """The same validity in its cheapest form: all-valid, else lengths, else the mask.
+
+        A mask whose valid steps form a prefix of every row becomes post-padding lengths, one
+        whose valid steps form a suffix becomes pre-padding lengths; kernels then slice rows
+        instead of scanning the mask.
+
+        >>> v = Validity.from_mask(np.array([[0, 1, 1], [0, 0, 1]]), n=2, t=3).compact()
+        >>> v.lengths.tolist(), v.pad_side
+        ([2, 1], 'pre')
+        """
+        if self.lengths is not None:
+            if bool(np.all(self.lengths == self.t)):
+                return Validity.all_valid(self.n, self.t)
+            return self
+        if self.mask is None:
+            return self
+        counts = np.count_nonzero(self.mask, axis=1).astype(np.intp)
+        if bool(np.all(counts == self.t)):
+            return Validity.all_valid(self.n, self.t)
+        for side in ("post", "pre"):
+            if np.array_equal(self.mask, mask_from_lengths(counts, self.t, side)):
+                return Validity(n=self.n, t=self.t, lengths=counts, pad_side=side)
+        return self
+
     def rows(self, start: int, stop: int) -> Validity:
         """The validity of samples [start, stop), for block-wise processing."""
         stop = min(stop, self.n)
@@ -156,7 +189,9 @@ def validate_mask(mask: npt.ArrayLike, n: int, t: int, layout: Layout = "ntf") -
             f"with N={n}, T={t}"
         )
     if values.dtype != bool:
-        if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        if not (
+            np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)
+        ):
             raise InputError(f"mask must be bool or 0/1; got dtype {values.dtype}")
         bad = (values != 0) & (values != 1)
         if np.any(bad):
@@ -170,12 +205,206 @@ def validate_mask(mask: npt.ArrayLike, n: int, t: int, layout: Layout = "ntf") -
 def mask_from_value(x_ntf: npt.NDArray[np.generic], value: float) -> BoolArray:
     """Keras `Masking`: a step is padding when ALL its features equal `value` (NaN allowed).
 
+    Works through blocks of samples, so a memory-mapped input needs no full-size temporary.
+
     >>> x = np.array([[[1.0, 0.0], [0.0, 0.0]]])
     >>> mask_from_value(x, 0.0).tolist()
     [[True, False]]
     """
-    if x_ntf.shape[-1] == 0:
-        return np.zeros(x_ntf.shape[:2], dtype=bool)
-    if np.isnan(value):
-        return ~np.all(np.isnan(x_ntf), axis=-1)
-    return np.any(x_ntf != value, axis=-1)
+    n, t, f = x_ntf.shape
+    valid = np.zeros((n, t), dtype=bool)
+    if f == 0:
+        return valid
+    is_nan = bool(np.isnan(value))
+    rows = max(1, _BLOCK_ELEMENTS // max(t * f, 1))
+    for start in range(0, n, rows):
+        block = np.asarray(x_ntf[start : start + rows])
+        if is_nan:
+            if block.dtype.kind in "fc":
+                np.logical_not(np.all(np.isnan(block), axis=-1), out=valid[start : start + rows])
+            else:
+                valid[start : start + rows] = True
+        else:
+            np.any(block != value, axis=-1, out=valid[start : start + rows])
+    return valid
+
+
+_BLOCK_ELEMENTS = 1 << 22  # elements per block of samples when scanning data (16 MB of float32)
+
+_SOURCES_ERROR = "give at most one of --mask, --lengths, --mask-value"
+
+
+def build_validity(
+    x_ntf: npt.NDArray[np.generic] | None = None,
+    *,
+    n: int | None = None,
+    t: int | None = None,
+    mask: npt.ArrayLike | None = None,
+    lengths: npt.ArrayLike | None = None,
+    mask_value: float | str | None = None,
+    pad_side: PadSide = "post",
+    layout: Layout = "ntf",
+) -> Validity:
+    """Turn at most one mask source into a checked, compact `Validity`.
+
+    x_ntf: the data, batch-first (N, T, F) (a transposed view of time-major data is fine);
+        gives N and T, and is scanned for `mask_value`.
+    n, t: the batch size and number of timesteps when `x_ntf` is not given.
+    mask: (N, T) for layout "ntf", (T, N) for "tnf" (a trailing axis of size 1 is accepted);
+        bool or 0/1, nonzero = valid.
+    lengths: (N,) whole numbers 0 <= L <= T; `pad_side` "post" makes the first L steps valid,
+        "pre" (Keras `pad_sequences` default) the last L.
+    mask_value: a step is padding when all its features equal it (Keras `Masking`); "nan" ok.
+    With no source every step is valid. A mask that is in fact a prefix or suffix mask is
+    stored as lengths (see `Validity.compact`), which lets kernels slice rows.
+
+    >>> v = build_validity(n=2, t=3, mask=np.array([[1, 1, 0], [1, 0, 0]]))
+    >>> v.lengths.tolist(), v.pad_side, v.mask is None
+    ([2, 1], 'post', True)
+    """
+    given = [
+        name
+        for name, source in (("--mask", mask), ("--lengths", lengths), ("--mask-value", mask_value))
+        if source is not None
+    ]
+    if len(given) > 1:
+        raise InputError(f"{_SOURCES_ERROR}; got {' and '.join(given)}")
+    if pad_side not in ("post", "pre"):
+        raise InputError(f"pad side must be 'post' or 'pre'; got {pad_side!r}")
+    if layout not in ("ntf", "tnf"):
+        raise InputError(f"layout must be 'ntf' or 'tnf'; got {layout!r}")
+    n, t = _batch_size(x_ntf, n, t, mask=mask, lengths=lengths, layout=layout)
+
+    if lengths is not None:
+        checked = validate_lengths(lengths, t)
+        if len(checked) != n:
+            raise InputError(f"lengths has {len(checked)} entries; expected one per sample, N={n}")
+        return Validity(n=n, t=t, lengths=checked, pad_side=pad_side).compact()
+    if mask is not None:
+        return Validity.from_mask(mask, n, t, layout).compact()
+    if mask_value is not None:
+        if x_ntf is None:
+            raise InputError("--mask-value needs the data array to find the padding in")
+        try:
+            value = float(mask_value)
+        except (TypeError, ValueError):
+            raise InputError(f"mask value must be a number or nan; got {mask_value!r}") from None
+        return Validity(n=n, t=t, mask=mask_from_value(x_ntf, value)).compact()
+    return Validity.all_valid(n, t)
+
+
+def _batch_size(
+    x_ntf: npt.NDArray[np.generic] | None,
+    n: int | None,
+    t: int | None,
+    *,
+    mask: npt.ArrayLike | None,
+    lengths: npt.ArrayLike | None,
+    layout: Layout,
+) -> tuple[int, int]:
+    """(N, T) from the data, else from n/t, filling gaps from the mask or lengths."""
+    if x_ntf is not None:
+        shape = np.shape(x_ntf)
+        if len(shape) < 2:
+            raise InputError(f"data must have a time axis, (N, T, F); got shape {shape}")
+        for name, given, actual in (("N", n, shape[0]), ("T", t, shape[1])):
+            if given is not None and given != actual:
+                raise InputError(f"{name}={given} does not match the data's shape {shape}")
+        return int(shape[0]), int(shape[1])
+    if (n is None or t is None) and mask is not None:
+        mask_shape = np.shape(mask)
+        if len(mask_shape) >= 2:
+            rows, cols = mask_shape[:2] if layout == "ntf" else mask_shape[1::-1]
+            n, t = rows if n is None else n, cols if t is None else t
+    if n is None and lengths is not None:
+        n = len(np.atleast_1d(np.asarray(lengths)))
+    if n is None or t is None:
+        raise InputError("the batch size N and number of timesteps T are needed without data")
+    if n < 0 or t < 0:
+        raise InputError(f"N and T must be non-negative; got N={n}, T={t}")
+    return int(n), int(t)
+
+
+def require_nonempty(validity: Validity, *, offset: int = 0) -> None:
+    """Raise `InputError` naming the samples that have no valid step, if any.
+
+    offset: added to the reported indices, for a block of samples taken from a larger batch.
+
+    >>> require_nonempty(Validity.from_lengths(np.array([0, 2, 0]), t=2))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    lstmshape.errors.InputError: 2 samples have no valid timestep (0, 2); use --empty ...
+    """
+    empty = validity.empty_samples()
+    if empty.size:
+        raise InputError(describe_empty(empty + offset))
+
+
+def describe_empty(indices: IndexArray, *, limit: int = 5) -> str:
+    """'3 samples have no valid timestep (0, 5, 9); ...' for the given sample indices."""
+    shown = ", ".join(str(int(i)) for i in indices[:limit])
+    more = ", ..." if len(indices) > limit else ""
+    noun = "sample has" if len(indices) == 1 else "samples have"
+    return (
+        f"{len(indices)} {noun} no valid timestep ({shown}{more}); use --empty nan or --empty zero"
+    )
+
+
+def padding_warning(x_ntf: npt.NDArray[np.generic], *, max_samples: int = 4096) -> str | None:
+    """A warning when `last` without a mask would likely read padding, else None.
+
+    Reads only the last two steps of at most `max_samples` evenly spaced samples. A final
+    step looks like padding when all its features hold one value shared by many samples
+    (zero padding, any `Masking` value, NaN) or when it repeats the step before exactly,
+    which is what a masked Keras LSTM writes into padded slots.
+
+    >>> x = np.zeros((4, 3, 2)); x[:, 0] = 1.0
+    >>> "--lengths" in padding_warning(x)
+    True
+    """
+    shape = np.shape(x_ntf)
+    if len(shape) != 3 or 0 in shape:
+        return None
+    n, t, f = shape
+    step = max(1, -(-n // max_samples))
+    tail = np.asarray(x_ntf[::step, -2:])
+    last = tail[:, -1]
+    checked = len(last)
+    same = _equal_nan(last, last[:, :1])
+    constant = np.all(same, axis=1)
+    if constant.any():
+        # Only the most common constant counts: real data rarely repeats one value exactly.
+        values = last[constant, 0]
+        uniq, freq = np.unique(values, return_counts=True, equal_nan=True)
+        common = uniq[np.argmax(freq)]
+        constant &= _equal_nan(last[:, 0], common)
+        if f == 1 and int(constant.sum()) < 2:
+            constant[:] = False
+    else:
+        common = None
+    repeats = np.all(_equal_nan(last, tail[:, 0]), axis=1) if t >= 2 else np.zeros(checked, bool)
+    flagged = int(np.count_nonzero(constant | repeats))
+    if flagged == 0 or flagged < 0.1 * checked:
+        return None
+    if int(np.count_nonzero(constant)) >= int(np.count_nonzero(repeats)):
+        how = f"has every feature equal to {_show_value(common)}"
+    else:
+        how = "repeats the step before it exactly (a masked LSTM's padded output)"
+    return (
+        f"the final timestep of {flagged} of {checked} samples checked {how}, so it looks "
+        "like padding: --strategy last would return it; give --lengths (with --pad-side "
+        "post|pre), --mask-value or --mask to take each sample's last valid step"
+    )
+
+
+def _equal_nan(a: npt.NDArray[np.generic], b: npt.ArrayLike) -> BoolArray:
+    """a == b elementwise, with NaN equal to NaN."""
+    equal = a == b
+    if a.dtype.kind in "fc":
+        equal |= np.isnan(a) & np.isnan(b)
+    return equal
+
+
+def _show_value(value: object) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
