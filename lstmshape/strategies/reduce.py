@@ -1,0 +1,336 @@
+"""Many-to-one kernels: (N, T, F) -> (N, F) over each sample's valid timesteps.
+
+`reduce_steps` takes the last/first valid step or the mean/max/min/sum of the valid steps;
+`global_pool` is the masked global average/max pooling built on it. `x` is batch-first and
+may be a non-contiguous view (a transposed time-major array) or a `np.memmap`; the
+`masks.Validity` says which steps are real data. Padding never reaches a result, even when it
+holds NaN or inf.
+
+dtypes (`reduce_dtype`):
+
+- float16/32/64 keep their dtype. Sums and means accumulate in at least float32, so a float16
+  mean is right whenever the mean itself fits in float16; a float16 *sum* that exceeds 65504
+  is inf, as float16 arithmetic would give.
+- integers: mean gives float64; sum, max, min, last and first keep the dtype. A sum is
+  accumulated in 64 bits and raises `InputError` if it does not fit the input dtype
+  (it never wraps around silently).
+- bool is treated as 0/1: mean gives float64, sum int64 (the count of true valid steps),
+  max (any), min (all), last and first stay bool.
+- complex: last, first, mean and sum keep the dtype; max and min raise `InputError`
+  (complex numbers have no order).
+- Any other dtype (object, string, datetime) raises `InputError`.
+
+Speed: masked sums are one single-threaded `np.einsum('ntf,nt->nf')` pass with no (N, T, F)
+temporary (BLAS is not used); rows whose result is not finite are recomputed with `where=`,
+so NaN or inf in padding cannot leak in through 0 * inf. last/first are index gathers. Masked
+max/min take per-row slices of the valid steps when each row holds enough work, else one
+`where=` reduction. float16 data is converted to float32 a few rows at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from lstmshape.errors import InputError
+from lstmshape.masks import Validity, describe_empty
+
+Strategy = Literal["last", "first", "mean", "max", "min", "sum"]
+EmptyPolicy = Literal["error", "nan", "zero"]
+PoolOp = Literal["avg", "max"]
+
+STRATEGIES: tuple[str, ...] = ("last", "first", "mean", "max", "min", "sum")
+EMPTY_POLICIES: tuple[str, ...] = ("error", "nan", "zero")
+POOL_OPS: tuple[str, ...] = ("avg", "max")
+
+Array = npt.NDArray[np.generic]
+
+# Elements per block when float16 rows are converted to float32 (1 MB of float32: stays in
+# the L2 cache between the conversion and the reduction).
+_F16_BLOCK_ELEMENTS = 1 << 18
+# Per-row slicing for max/min pays ~2 us of Python per sample; it wins over one `where=`
+# reduction once a row holds this many valid elements (measured on float32, see bench/).
+_ROW_SLICE_MIN_ELEMENTS = 4096
+_ROW_SLICE_MIN_F = 32
+# Boolean compression copies the valid steps of a row, so it needs larger rows to win.
+_ROW_COMPRESS_MIN_ELEMENTS = 16384
+_ROW_COMPRESS_MIN_F = 128
+
+
+def reduce_shape(shape_ntf: tuple[int, ...], *, keepdims: bool = False) -> tuple[int, ...]:
+    """Output shape of `reduce_steps` (and `global_pool`) for a batch-first input shape.
+
+    >>> reduce_shape((8, 10, 4)), reduce_shape((8, 10, 4), keepdims=True)
+    ((8, 4), (8, 1, 4))
+    """
+    shape = tuple(int(size) for size in shape_ntf)
+    if len(shape) != 3:
+        raise InputError(f"reducing over time needs (N, T, F) data; got shape {shape}")
+    n, _, f = shape
+    return (n, 1, f) if keepdims else (n, f)
+
+
+def reduce_dtype(dtype: npt.DTypeLike, strategy: Strategy) -> np.dtype[np.generic]:
+    """Output dtype of `reduce_steps` for an input dtype (the rules in the module docstring).
+
+    >>> [str(reduce_dtype(np.int32, s)) for s in ("mean", "sum", "max")]
+    ['float64', 'int32', 'int32']
+    """
+    _check_choice("strategy", strategy, STRATEGIES)
+    dt = np.dtype(dtype)
+    if dt.kind not in "biufc":
+        raise InputError(f"cannot reduce data of dtype {dt}; expected numbers or bool")
+    if dt.kind == "c" and strategy in ("max", "min"):
+        raise InputError(f"--strategy {strategy} is undefined for complex data ({dt})")
+    if strategy == "mean" and dt.kind in "biu":
+        return np.dtype(np.float64)
+    if strategy == "sum" and dt.kind == "b":
+        return np.dtype(np.int64)
+    return dt
+
+
+def reduce_steps(
+    x: npt.ArrayLike,
+    validity: Validity,
+    strategy: Strategy,
+    *,
+    bidirectional: bool = False,
+    keepdims: bool = False,
+    empty: EmptyPolicy = "error",
+) -> Array:
+    """Reduce each sample's valid timesteps: (N, T, F) -> (N, F), or (N, 1, F) with keepdims.
+
+    strategy: "last"/"first" take the last/first valid step (the mask may have holes);
+        "mean"/"max"/"min"/"sum" reduce over the valid steps only.
+    bidirectional: F is even, features [:F/2] are the forward direction and [F/2:] the
+        backward one. "last" then takes the forward half at the last valid step and the
+        backward half at the FIRST valid step (PyTorch's `h_n` of a packed batch); "first"
+        the mirror. mean/max/min/sum act per feature, so for them it changes nothing
+        (F must still be even).
+    empty: a sample with no valid step raises `InputError` ("error"), or its row is filled
+        with NaN ("nan"; float and complex output only) or 0 ("zero").
+
+    >>> x = np.arange(12.0).reshape(2, 3, 2)
+    >>> reduce_steps(x, Validity.from_lengths([2, 3], t=3), "last").tolist()
+    [[2.0, 3.0], [10.0, 11.0]]
+    """
+    data = _as_batch(x)
+    n, t, f = data.shape
+    _check_choice("empty", empty, EMPTY_POLICIES)
+    out_dtype = reduce_dtype(data.dtype, strategy)
+    _check_validity(validity, n, t)
+    if bidirectional and f % 2:
+        raise InputError(f"--bidirectional needs an even number of features; got F={f}")
+
+    empties = validity.empty_samples()
+    if empties.size:
+        if empty == "error":
+            raise InputError(describe_empty(empties))
+        if empty == "nan" and out_dtype.kind not in "fc":
+            raise InputError(
+                f"--empty nan cannot fill {out_dtype} output ({len(empties)} empty samples); "
+                "use --empty zero"
+            )
+
+    with np.errstate(all="ignore"):  # inf/NaN results are the data's own, not our bugs
+        if n == 0 or f == 0 or empties.size == n:
+            out = np.zeros((n, f), dtype=out_dtype)
+        elif strategy in ("last", "first"):
+            out = _take_step(data, validity, strategy, bidirectional)
+        elif strategy in ("mean", "sum"):
+            out = _mean_or_sum(data, validity, strategy, out_dtype)
+        else:
+            out = _extreme(data, validity, strategy)
+    if empties.size:
+        out[empties] = np.nan if empty == "nan" else 0
+    return out[:, None, :] if keepdims else out
+
+
+def global_pool(
+    x: npt.ArrayLike, validity: Validity, op: PoolOp = "avg", *, empty: EmptyPolicy = "error"
+) -> Array:
+    """Global pooling over valid timesteps: (N, T, F) -> (N, F).
+
+    "avg" equals Keras `GlobalAveragePooling1D` with a mask (sum of valid steps / number of
+    valid steps); "max" takes the maximum over valid steps only, so padding never wins
+    (Keras's `GlobalMaxPooling1D` ignores masks). dtypes and `empty` as `reduce_steps` with
+    strategy "mean" / "max".
+
+    >>> x = np.array([[[1.0], [3.0], [-9.0]]])
+    >>> global_pool(x, Validity.from_lengths([2], t=3), "max").tolist()
+    [[3.0]]
+    """
+    _check_choice("pooling op", op, POOL_OPS)
+    return reduce_steps(x, validity, "mean" if op == "avg" else "max", empty=empty)
+
+
+def global_pool_shape(shape_ntf: tuple[int, ...]) -> tuple[int, ...]:
+    """Output shape of `global_pool`: (N, F).
+
+    >>> global_pool_shape((8, 10, 4))
+    (8, 4)
+    """
+    return reduce_shape(shape_ntf)
+
+
+# -- checks -------------------------------------------------------------------------------
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
+
+
+def _as_batch(x: npt.ArrayLike) -> Array:
+    # np.asarray keeps views and memory maps as they are (a memmap becomes a plain view).
+    data = np.asarray(x)
+    if data.ndim != 3:
+        raise InputError(f"reducing over time needs (N, T, F) data; got shape {data.shape}")
+    return data
+
+
+def _check_validity(validity: Validity, n: int, t: int) -> None:
+    if (validity.n, validity.t) != (n, t):
+        raise InputError(
+            f"the mask covers N={validity.n}, T={validity.t} but the data has N={n}, T={t}"
+        )
+
+
+# -- last / first -------------------------------------------------------------------------
+
+
+def _take_step(data: Array, validity: Validity, strategy: str, bidirectional: bool) -> Array:
+    """Gather one step per sample: x[i, idx[i]], with the backward half mirrored if asked."""
+    n, _, f = data.shape
+    last, first = validity.last_index(), validity.first_index()
+    forward, backward = (last, first) if strategy == "last" else (first, last)
+    rows = np.arange(n)
+    # Empty samples hold -1 (a valid index); their rows are filled afterwards.
+    if not bidirectional:
+        return np.ascontiguousarray(data[rows, forward])
+    half = f // 2
+    out = np.empty((n, f), dtype=data.dtype)
+    out[:, :half] = data[rows, forward, :half]
+    out[:, half:] = data[rows, backward, half:]
+    return out
+
+
+# -- mean / sum ---------------------------------------------------------------------------
+
+
+def _mean_or_sum(data: Array, validity: Validity, strategy: str, out_dtype: np.dtype) -> Array:
+    kind = data.dtype.kind
+    if kind in "fc":
+        acc = np.promote_types(data.dtype, np.float32)
+    elif strategy == "mean":
+        acc = np.dtype(np.float64)
+    else:
+        acc = np.dtype(np.uint64 if kind == "u" else np.int64)
+    total = _masked_sum(data, validity, acc)
+    if strategy == "mean":
+        counts = validity.counts()
+        total /= np.maximum(counts, 1)[:, None].astype(total.real.dtype)
+        return total.astype(out_dtype, copy=False)
+    if kind in "iu":
+        _check_int_sum(data, validity, total, out_dtype)
+    return total.astype(out_dtype, copy=False)
+
+
+def _masked_sum(data: Array, validity: Validity, acc: np.dtype) -> Array:
+    """Sum over valid steps in dtype `acc`, one einsum pass without a full-size temporary."""
+    if validity.is_all_valid:
+        return np.einsum("ntf->nf", data, dtype=acc)
+    valid = validity.as_mask()
+    total = np.einsum("ntf,nt->nf", data, valid.astype(acc), dtype=acc)
+    if acc.kind in "fc":
+        # 0 * NaN and 0 * inf are NaN: padding holding them would poison the einsum, so
+        # rows with a non-finite sum are redone reading valid steps only.
+        redo = np.flatnonzero(~np.isfinite(total).all(axis=1))
+        if redo.size:
+            total[redo] = np.sum(data[redo], axis=1, where=valid[redo][:, :, None], dtype=acc)
+    return total
+
+
+def _check_int_sum(data: Array, validity: Validity, total: Array, out_dtype: np.dtype) -> None:
+    """Refuse integer sums that do not fit the output dtype instead of wrapping around."""
+    info = np.iinfo(out_dtype)
+    if out_dtype.itemsize == 8:
+        # The 64-bit accumulator itself may have wrapped: check with a float64 sum.
+        approx = _masked_sum(data, validity, np.dtype(np.float64))
+        overflow = bool(np.any(approx > float(info.max)) or np.any(approx < float(info.min)))
+    else:
+        overflow = bool(total.size) and (total.max() > info.max or total.min() < info.min)
+    if overflow:
+        raise InputError(
+            f"the sum of the valid steps overflows {out_dtype}; use --strategy mean, "
+            "or convert the data to a wider dtype first"
+        )
+
+
+# -- max / min ----------------------------------------------------------------------------
+
+
+def _extreme(data: Array, validity: Validity, strategy: str) -> Array:
+    if data.dtype == np.float16:
+        # float16 max/min has no SIMD loop (about 9x slower than float32); float32 holds
+        # every float16 exactly, so converting a few rows at a time gives identical results.
+        return _by_row_blocks(data, validity, np.float32, lambda b, v: _extreme(b, v, strategy))
+    _, t, f = data.shape
+    reducer = np.maximum if strategy == "max" else np.minimum
+    if validity.is_all_valid:
+        return reducer.reduce(data, axis=1)
+    counts = validity.counts()
+    per_row = float(counts.mean()) * f
+    if validity.lengths is not None:
+        if f >= _ROW_SLICE_MIN_F and per_row >= _ROW_SLICE_MIN_ELEMENTS:
+            start = 0 if validity.pad_side == "post" else t - counts
+            stops = start + counts
+            starts = np.broadcast_to(start, counts.shape)
+            return _row_loop(data, counts, lambda i: data[i, starts[i] : stops[i]], reducer)
+    elif f >= _ROW_COMPRESS_MIN_F and per_row >= _ROW_COMPRESS_MIN_ELEMENTS:
+        mask = validity.as_mask()
+        return _row_loop(data, counts, lambda i: data[i][mask[i]], reducer)
+    where = validity.as_mask()[:, :, None]
+    return reducer.reduce(data, axis=1, where=where, initial=_identity(data.dtype, strategy))
+
+
+def _row_loop(
+    data: Array,
+    counts: npt.NDArray[np.intp],
+    valid_steps: Callable[[int], Array],
+    reducer: np.ufunc,
+) -> Array:
+    n, _, f = data.shape
+    out = np.empty((n, f), dtype=data.dtype)
+    for i in np.flatnonzero(counts).tolist():
+        reducer.reduce(valid_steps(i), axis=0, out=out[i])
+    return out
+
+
+def _identity(dtype: np.dtype, strategy: str) -> object:
+    """The start value of a masked max/min: it loses to every value of the dtype."""
+    if dtype.kind == "b":
+        return strategy == "min"
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return info.min if strategy == "max" else info.max
+    return -np.inf if strategy == "max" else np.inf
+
+
+def _by_row_blocks(
+    data: Array,
+    validity: Validity,
+    work_dtype: npt.DTypeLike,
+    kernel: Callable[[Array, Validity], Array],
+) -> Array:
+    """Run `kernel` on blocks of rows converted to `work_dtype`; results in data.dtype."""
+    n, t, f = data.shape
+    out = np.empty((n, f), dtype=data.dtype)
+    rows = max(1, _F16_BLOCK_ELEMENTS // max(t * f, 1))
+    for start in range(0, n, rows):
+        block = data[start : start + rows].astype(work_dtype)
+        out[start : start + rows] = kernel(block, validity.rows(start, start + rows))
+    return out
