@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -293,3 +294,24 @@ def test_pca_errors():
         PcaAccumulator(3).update(x)
     with pytest.raises(InputError, match="fitted on F=4 features but the data has F=2"):
         pca_project(np.zeros((1, 2)), fit_pca(np.eye(4), None, 1))
+
+
+# --- reference outputs of Keras Dense / torch Linear, made once by tests/fixtures -------
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.mark.skipif(not (FIXTURES / "keras_dense.npz").exists(), reason="no fixtures")
+def test_matches_keras_dense_and_torch_linear():
+    with np.load(FIXTURES / "keras_dense.npz", allow_pickle=False) as z:
+        x, kernel, bias = z["x"], z["kernel"], z["bias"]
+        out = project_linear(x, kernel, bias, "tanh")
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, z["output"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(project_linear(x, kernel, bias), z["output_linear"], 1e-5, 1e-6)
+    with np.load(FIXTURES / "torch_linear.npz", allow_pickle=False) as z:
+        x, weight, bias = z["x"], z["weight"], z["bias"]
+        out = project_linear(x, weight, bias, weights_layout="torch")
+        np.testing.assert_allclose(out, z["output"], rtol=1e-5, atol=1e-6)
+        with pytest.raises(InputError, match=r"weights have shape \(3, 5\) but the data has F=5"):
+            project_linear(x, weight, bias)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import einops
 import numpy as np
 import pytest
@@ -267,3 +270,30 @@ def test_pad_errors():
         pad_steps(np.zeros((3, 2), np.int32), [1, 2], pad_value=np.nan)
     with pytest.raises(InputError, match="mask covers N=2, T=4 but the data has N=2, T=3"):
         pack_steps(np.zeros((2, 3, 1)), Validity.from_lengths([1, 1], 4))
+
+
+# --- reference outputs of einops, made once by tests/fixtures ---------------------------
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.mark.skipif(not (FIXTURES / "einops_patterns.npz").exists(), reason="no fixtures")
+@pytest.mark.parametrize(
+    ("name", "preset"),
+    [
+        ("flatten", "flatten"),
+        ("time_major", "time-major"),
+        ("split_directions", "split-directions"),
+        ("steps", "steps"),
+    ],
+)
+def test_matches_einops_fixtures(name, preset):
+    with np.load(FIXTURES / "einops_patterns.npz", allow_pickle=False) as z:
+        x, expected = z["x"], z[f"out__{name}"]
+        pattern, sizes = str(z[f"pattern__{name}"]), json.loads(str(z[f"axes__{name}"]))
+        merged = z["out__merge_directions"]
+        split = z["out__split_directions"]
+    np.testing.assert_array_equal(reshape_preset(x, preset), expected)
+    np.testing.assert_array_equal(rearrange_pattern(x, pattern, sizes), expected)
+    assert pattern_shape(x.shape, pattern, sizes) == expected.shape
+    np.testing.assert_array_equal(reshape_preset(split, "merge-directions"), merged)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,3 +249,31 @@ def test_shape_errors():
         window_shape(10, 12)
     with pytest.raises(InputError, match="numeric data"):
         pool_windows(np.zeros((1, 2, 1), dtype=complex), None, "avg", 2)
+
+
+# --- reference outputs of Keras 3 (JAX backend), made once by tests/fixtures ------------
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _keras_cases():
+    path = FIXTURES / "keras_pooling_windows.npz"
+    if not path.exists():
+        return []
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["cases"]))
+
+
+@pytest.mark.parametrize("case", _keras_cases(), ids=lambda c: c["name"])
+def test_matches_keras_pooling_layers(case):
+    with np.load(FIXTURES / "keras_pooling_windows.npz", allow_pickle=False) as z:
+        x, avg, mx = z[case["x"]], z[case["avg"]], z[case["max"]]
+    args = (case["pool_size"], case["strides"], case["padding"])
+    starts, stops = window_bounds(case["T"], *args)
+    assert [[int(a), int(b)] for a, b in zip(starts, stops, strict=True)] == case["windows"]
+    assert window_shape(case["T"], *args) == case["T_out"]
+    out_avg, _ = pool_windows(x, None, "avg", *args)
+    out_max, _ = pool_windows(x, None, "max", *args)
+    assert out_avg.dtype == out_max.dtype == np.float32
+    np.testing.assert_allclose(out_avg, avg, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out_max, mx)
