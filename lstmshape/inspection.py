@@ -4,8 +4,9 @@ What it reads: every element exactly once, in one pass, as blocks `x[i:j]` along
 about 16 MiB each (`block_bytes`): blocks of samples for ntf data, blocks of timesteps for
 tnf data (never less than one timestep, N*F elements). Arrays with nothing to find in their
 values (integer or bool data that is not a 3-D integer output) are not read at all. It
-touches nothing but `x.shape`, `x.dtype` and `x[i:j]`, so an `np.ndarray`, an `np.memmap` or
-an `h5py.Dataset` all work, and memory stays bounded on multi-GB input: one block, a few
+touches nothing but `x.shape`, `x.dtype` and `x[i:j]` (or `x.read(i, j)`, as `io.ArraySource`
+offers), so an `np.ndarray`, an `np.memmap`, an `h5py.Dataset` or an open `ArraySource` all
+work, and memory stays bounded on multi-GB input: one block, a few
 boolean temporaries of the block's size, and O(N) per-sample counters (for tnf also the
 previous timestep, N*F values).
 
@@ -25,9 +26,9 @@ Bool data and arrays of another rank get shape, dtype, size and NaN/Inf counts o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -43,8 +44,8 @@ HISTOGRAM_BINS = 8
 NO_TIMESTEPS = "no timesteps: every sample is empty"
 
 
-class ArrayLike(Protocol):
-    """What `inspect_array` needs: a shape, a dtype and slicing along axis 0."""
+class Sliceable(Protocol):
+    """What `inspect_array` needs: a shape, a dtype, and `x[i:j]` or `x.read(i, j)`."""
 
     @property
     def shape(self) -> tuple[int, ...]: ...
@@ -52,7 +53,8 @@ class ArrayLike(Protocol):
     @property
     def dtype(self) -> np.dtype[Any]: ...
 
-    def __getitem__(self, key: Any) -> Any: ...
+
+Compare = Callable[[Any, Any], npt.NDArray[np.bool_]]
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -196,7 +198,7 @@ def length_histogram(values: IndexArray, t: int, bins: int = HISTOGRAM_BINS) -> 
 
 
 def inspect_array(
-    x: ArrayLike | npt.ArrayLike,
+    x: Sliceable | npt.ArrayLike,
     *,
     layout: str = "ntf",
     block_rows: int | None = None,
@@ -215,18 +217,17 @@ def inspect_array(
     """
     if layout not in ("ntf", "tnf"):
         raise InputError(f"layout must be 'ntf' or 'tnf'; got {layout!r}")
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        x = np.asarray(x)
-    shape = tuple(int(s) for s in x.shape)
-    dtype = np.dtype(x.dtype)
+    source = cast(Sliceable, x) if hasattr(x, "shape") and hasattr(x, "dtype") else np.asarray(x)
+    shape = tuple(int(s) for s in source.shape)
+    dtype = np.dtype(source.dtype)
     rows = block_rows or rows_per_block(shape, dtype.itemsize, block_bytes)
     if rows < 1:
         raise InputError(f"block_rows must be at least 1; got {rows}")
     base = _base_fields(shape, dtype)
     if len(shape) != 3:
-        nan, inf = _count_nonfinite(x, rows, dtype)
+        nan, inf = _count_nonfinite(source, rows, dtype)
         return Report(**base, nan_count=nan, inf_count=inf)
-    return _inspect_3d(x, shape, dtype, layout, rows, base)
+    return _inspect_3d(source, shape, dtype, layout, rows, base)
 
 
 def rows_per_block(shape: tuple[int, ...], itemsize: int, block_bytes: int = BLOCK_BYTES) -> int:
@@ -252,16 +253,23 @@ def _base_fields(shape: tuple[int, ...], dtype: np.dtype[Any]) -> dict[str, Any]
     }
 
 
-def _blocks(x: ArrayLike, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+def _blocks(x: Sliceable, rows: int) -> Iterator[tuple[int, np.ndarray]]:
     """(start, block) along axis 0; a 0-d array is one block."""
     if len(x.shape) == 0:
-        yield 0, np.asarray(x[()])
+        yield 0, _read(x, None)
         return
     for start in range(0, x.shape[0], rows):
-        yield start, np.asarray(x[start : start + rows])
+        yield start, _read(x, slice(start, start + rows))
 
 
-def _count_nonfinite(x: ArrayLike, rows: int, dtype: np.dtype[Any]) -> tuple[int, int]:
+def _read(x: Any, rows: slice | None) -> np.ndarray:
+    """`x[rows]` (`x[()]` for None), or `x.read(i, j)`/`x.read_all()` on an `io.ArraySource`."""
+    if hasattr(x, "__getitem__"):
+        return np.asarray(x[() if rows is None else rows])
+    return np.asarray(x.read_all() if rows is None else x.read(rows.start, rows.stop))
+
+
+def _count_nonfinite(x: Sliceable, rows: int, dtype: np.dtype[Any]) -> tuple[int, int]:
     """NaN and Inf counts over the whole array; only float/complex data is read."""
     if dtype.kind not in "fc":
         return 0, 0
@@ -291,7 +299,7 @@ def nonfinite_counts(block: np.ndarray) -> tuple[int, int]:
 
 
 def _inspect_3d(
-    x: ArrayLike,
+    x: Sliceable,
     shape: tuple[int, ...],
     dtype: np.dtype[Any],
     layout: str,
@@ -299,7 +307,7 @@ def _inspect_3d(
     base: dict[str, Any],
 ) -> Report:
     n, t, f = (shape[1], shape[0], shape[2]) if layout == "tnf" else shape
-    dims = {"layout": layout, "n": n, "t": t, "f": f}
+    dims: dict[str, Any] = {"layout": layout, "n": n, "t": t, "f": f}
     skip = _why_no_padding(dtype, n, t, f)
     if skip is not None:
         nan, inf = _count_nonfinite(x, rows, dtype)
@@ -318,7 +326,11 @@ def _inspect_3d(
         else:
             scan.update(slice(start, start + len(block)), block, t0=0, has_nan=nan > 0)
     padding, valid = infer_padding(scan, t, f)
-    found = {"padding": padding, "lengths": Lengths.of(valid, t), "notes": _notes(padding, f)}
+    found: dict[str, Any] = {
+        "padding": padding,
+        "lengths": Lengths.of(valid, t),
+        "notes": _notes(padding, f),
+    }
     return Report(**base, **dims, nan_count=nan, inf_count=inf, **found)
 
 
@@ -378,14 +390,14 @@ class RunScan:
         """
         if block.shape[1] == 0:
             return
-        cmp = _same if has_nan else np.equal
+        cmp: Compare = _same if has_nan else _equal
         values = block[..., 0]
-        constant = cmp(block, block[..., :1]).all(axis=-1)
+        constant = np.all(cmp(block, block[..., :1]), axis=-1)
         if t0 == 0:
             self.lead_val[rows] = values[:, 0]
         self._update_lead(rows, constant & cmp(values, self.lead_val[rows, None]))
         self._update_trail(rows, constant, values, t0, cmp)
-        self._update_repeat(rows, cmp(block, block[:, -1:]).all(axis=-1), block, t0, cmp)
+        self._update_repeat(rows, np.all(cmp(block, block[:, -1:]), axis=-1), block, t0, cmp)
 
     def _update_lead(self, rows: slice, run: np.ndarray) -> None:
         steps = leading_true(run)
@@ -393,7 +405,7 @@ class RunScan:
         self.lead_open[rows] &= steps == run.shape[1]
 
     def _update_trail(
-        self, rows: slice, constant: np.ndarray, values: np.ndarray, t0: int, cmp: Any
+        self, rows: slice, constant: np.ndarray, values: np.ndarray, t0: int, cmp: Compare
     ) -> None:
         last = values[:, -1]
         steps = leading_true((constant & cmp(values, last[:, None]))[:, ::-1])
@@ -405,7 +417,7 @@ class RunScan:
         self.trail_val[rows] = last
 
     def _update_repeat(
-        self, rows: slice, equal_last: np.ndarray, block: np.ndarray, t0: int, cmp: Any
+        self, rows: slice, equal_last: np.ndarray, block: np.ndarray, t0: int, cmp: Compare
     ) -> None:
         steps = leading_true(equal_last[:, ::-1])
         if t0 > 0 and self._last_step is not None:
@@ -416,9 +428,13 @@ class RunScan:
             self._last_step = block[:, -1].copy()
 
 
-def _same(a: np.ndarray, b: Any) -> np.ndarray:
+def _equal(a: Any, b: Any) -> npt.NDArray[np.bool_]:
+    return np.asarray(np.equal(a, b))
+
+
+def _same(a: Any, b: Any) -> npt.NDArray[np.bool_]:
     """Elementwise equality where NaN equals NaN."""
-    equal = np.equal(a, b)
+    equal = _equal(a, b)
     if np.asarray(a).dtype.kind == "f":
         equal |= np.isnan(a) & np.isnan(b)
     return equal
@@ -529,6 +545,6 @@ def detect_lengths(
     >>> detect_lengths(x, 0.0).tolist(), detect_lengths(x, 0.0, "pre").tolist()
     ([3, 0], [4, 0])
     """
-    padded = _same(np.asarray(x_ntf), value).all(axis=-1)
+    padded = np.all(_same(np.asarray(x_ntf), value), axis=-1)
     run = leading_true(padded[:, ::-1] if side == "post" else padded)
     return (x_ntf.shape[1] - run).astype(np.intp)

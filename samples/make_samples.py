@@ -173,13 +173,21 @@ def make_entries(rng: np.random.Generator) -> list[Entry]:
     """Every sample array, in the order the README lists them."""
     entries: list[Entry] = []
     lstm = init_params(rng, 4, D, H)
-    zeros_post = {"layout": "ntf", "pad_side": "post", "pad_kind": "value", "pad_value": 0.0}
+    zeros_post: dict[str, Any] = {
+        "layout": "ntf",
+        "pad_side": "post",
+        "pad_kind": "value",
+        "pad_value": 0.0,
+    }
     zeros_pre = {**zeros_post, "pad_side": "pre"}
 
     # Post-padded: zeros, and the same run with repeat-last padding.
     lengths = draw_lengths(rng, N, T)
     out = run(lstm_cell, lstm, rng.standard_normal((N, T, D)), lengths)
-    post_files = {"lengths": ("post_lengths.npy", None), "mask": ("post_mask.npy", None)}
+    post_files: dict[str, Any] = {
+        "lengths": ("post_lengths.npy", None),
+        "mask": ("post_mask.npy", None),
+    }
     entries += [
         Entry(
             "post_padded.npy",
