@@ -741,8 +741,8 @@ def _fit_pca(
     term: Terminal, output: OutputRequest, source: Any, layout: str, spec: MaskSpec, k: int
 ) -> Any:
     """First pass of --pca: accumulate the covariance of the valid steps block by block."""
-    from lstmshape.stream import iter_blocks
     from lstmshape.strategies.project import PcaAccumulator
+    from lstmshape.stream import iter_blocks
 
     features = source.shape[-1]
     accumulator = PcaAccumulator(features)
