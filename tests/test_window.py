@@ -74,7 +74,7 @@ DTYPES = [np.float16, np.float32, np.float64, np.int32, np.int64, np.uint8]
 def pooling_case(draw):
     dtype = np.dtype(draw(st.sampled_from(DTYPES)))
     n = draw(st.integers(0, 3))
-    t = draw(st.integers(0, 12))
+    t = draw(st.integers(0, 30))
     f = draw(st.integers(0, 3))
     if np.issubdtype(dtype, np.floating):
         elements = st.floats(-1000, 1000, width=dtype.itemsize * 8, allow_subnormal=False)
@@ -91,8 +91,8 @@ def pooling_case(draw):
     else:
         lengths = draw(st.lists(st.integers(0, t), min_size=n, max_size=n))
         validity = Validity.from_lengths(np.array(lengths, dtype=np.intp), t, pad_side=kind)
-    p = draw(st.integers(1, 6))
-    s = draw(st.one_of(st.none(), st.integers(1, 6)))
+    p = draw(st.one_of(st.integers(1, 6), st.integers(1, 20)))
+    s = draw(st.one_of(st.none(), st.integers(1, 4), st.integers(1, 12)))
     padding = draw(st.sampled_from(["valid", "same"]))
     op = draw(st.sampled_from(["avg", "max"]))
     return x, validity, op, p, s, padding
@@ -199,6 +199,18 @@ def test_padding_never_wins_max_and_nan_padding_does_not_leak():
     assert out[0, :, 0].tolist() == [1.0, 1.0, 0.0]
     out, _ = pool_windows(x, v, "avg", 3, 1, "same")
     assert out[0, :, 0].tolist() == [1.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("op", ["avg", "max"])
+@pytest.mark.parametrize(("p", "s"), [(64, 1), (37, 3), (5, 1), (3, 3)])
+def test_large_windows_keep_nan_local(op, p, s):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 200, 3))
+    x[0, 10, 1] = np.nan
+    out, _ = pool_windows(x, None, op, p, s, "same")
+    expected, _ = slow_pool(x, np.ones((2, 200), bool), op, p, s, "same")
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)  # NaN == NaN here
+    assert np.isnan(out[0, :, 1]).sum() == np.isnan(expected[0, :, 1]).sum() < out.shape[1]
 
 
 def test_dtypes():

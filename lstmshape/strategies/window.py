@@ -17,8 +17,13 @@ With a mask (`Validity`), a window averages / maxes over its *valid* steps only.
 mask marks a window valid when it holds at least one valid step. A window without any valid
 step (possible only with a mask) holds **0** (in the output dtype) and is marked invalid.
 
-dtypes: float16/32/64 keep their dtype (sums accumulate in float64); integer ``avg`` gives
-float64; ``max`` keeps the input dtype.
+dtypes: float16/32/64 keep their dtype; integer ``avg`` gives float64; ``max`` keeps the input
+dtype. Window sums accumulate in float64, except long windows of float16/32 data (P well above
+S), which add pairwise in float32 (log2(P) deep, so a few float32 ulps at most).
+
+Cost: short windows reduce a strided (N, T', F, P) view (~P/S passes over the data); long
+ones use doubling, sums/maxes over 1, 2, 4, ... steps (~log2(P) passes). A NaN in a valid
+step only reaches the windows that hold it.
 """
 
 from __future__ import annotations
@@ -209,8 +214,7 @@ def pool_windows(
         else:
             np.copyto(inner, data, where=mask[:, :, None])
 
-    # (N, T', F, P) strided view of the windows: no copy.
-    windows = sliding_window_view(padded, p, axis=1)[:, : (t_out - 1) * s + 1 : s]
+    padded = padded[:, :span]
 
     # Per-window count of in-range valid steps.
     if mask is None:
@@ -219,22 +223,83 @@ def pool_windows(
         out_valid = np.ones((n, t_out), dtype=bool)
         has_any = None
     else:
-        mask_padded = np.zeros((n, pad_before + t + pad_after), dtype=bool)
-        mask_padded[:, pad_before : pad_before + t] = mask
-        counts = sliding_window_view(mask_padded, p, axis=1)[:, : (t_out - 1) * s + 1 : s].sum(
-            axis=-1, dtype=np.intp
-        )  # (N, T')
+        # Exact integer prefix sums of the padded mask.
+        prefix = np.zeros((n, pad_before + t + pad_after + 1), dtype=np.intp)
+        np.cumsum(mask, axis=1, out=prefix[:, pad_before + 1 : pad_before + t + 1])
+        prefix[:, pad_before + t + 1 :] = prefix[:, pad_before + t : pad_before + t + 1]
+        window_starts = np.arange(t_out) * s
+        counts = prefix[:, window_starts + p] - prefix[:, window_starts]  # (N, T')
         out_valid = counts > 0
         has_any = out_valid[:, :, None]
 
     if op == "avg":
-        sums = windows.sum(axis=-1, dtype=np.float64)
+        sums = _window_sums(padded, p, s, t_out)
         denom = counts[:, :, None] if counts.ndim == 2 else counts[None, :, None]
         result = np.zeros_like(sums)
         np.divide(sums, denom, out=result, where=denom > 0)
         return result.astype(out_dtype, copy=False), out_valid
 
-    result = windows.max(axis=-1)
+    result = _window_maxes(padded, p, s, t_out)
     if has_any is not None:
         result = np.where(has_any, result, np.zeros((), dtype=out_dtype))
     return result.astype(out_dtype, copy=False), out_valid
+
+
+# Two vectorized ways to reduce every window of P consecutive steps (taken every S steps):
+# - a strided (N, T', F, P) view reduced over its last axis: ~P/S passes over the data;
+# - doubling: sums/maxes over 1, 2, 4, ... steps built from the previous level, so a window
+#   of P costs ~log2(P) full passes whatever the stride. Sums keep pairwise-like float64
+#   accuracy and a NaN only reaches the windows that hold it (unlike prefix sums).
+# The cheaper one is picked from those pass counts.
+
+
+def _use_doubling(p: int, s: int, passes: int) -> bool:
+    return p > 2 * s and p / s > passes
+
+
+def _window_sums(padded: np.ndarray, p: int, s: int, t_out: int) -> npt.NDArray[np.floating]:
+    """Sums of padded[:, j*S : j*S + P] for j < T', shape (N, T', F).
+
+    The strided view sums in float64. Doubling adds pairwise in float32 for float16/32 input
+    (a depth of log2(P) additions keeps a few ulps of float32) and in float64 otherwise, in
+    two ping-pong buffers so no level allocates.
+    """
+    span = padded.shape[1]
+    if not _use_doubling(p, s, p.bit_length() - 1 + p.bit_count()):
+        windows = sliding_window_view(padded, p, axis=1)[:, ::s]  # (N, T', F, P) view
+        return windows.sum(axis=-1, dtype=np.float64)
+    acc = np.float32 if padded.dtype in (np.float16, np.float32) else np.float64
+    n_starts = span - p + 1
+    level = padded.astype(acc)  # level[:, i] = sum of `width` steps from i, i < valid
+    spare = np.empty_like(level)
+    width, offset, remaining, valid = 1, 0, p, span
+    total = None
+    while True:
+        if remaining & 1:
+            piece = level[:, offset : offset + n_starts]
+            total = piece.copy() if total is None else np.add(total, piece, out=total)
+            offset += width
+        remaining >>= 1
+        if not remaining:
+            break
+        np.add(level[:, : valid - width], level[:, width:valid], out=spare[:, : valid - width])
+        level, spare = spare, level
+        valid -= width
+        width *= 2
+    assert total is not None
+    return total[:, ::s][:, :t_out]
+
+
+def _window_maxes(padded: np.ndarray, p: int, s: int, t_out: int) -> np.ndarray:
+    """Maxes of padded[:, j*S : j*S + P] for j < T', shape (N, T', F), input dtype."""
+    span = padded.shape[1]
+    if not _use_doubling(p, s, p.bit_length()):
+        return sliding_window_view(padded, p, axis=1)[:, ::s].max(axis=-1)
+    n_starts = span - p + 1
+    level, width = padded, 1  # level[:, i] = max of `width` steps from i
+    while 2 * width <= p:
+        level = np.maximum(level[:, :-width], level[:, width:])
+        width *= 2
+    # max is idempotent: two overlapping power-of-two windows cover P exactly.
+    result = np.maximum(level[:, :n_starts], level[:, p - width : p - width + n_starts])
+    return result[:, ::s][:, :t_out]
