@@ -290,6 +290,12 @@ def test_pca_errors():
         fit_pca(x, None, 0)
     with pytest.raises(InputError, match="PCA needs at least 2 valid timesteps; got 1"):
         fit_pca(x, Validity.from_lengths([1, 0], 3), 2)
+    nan = np.ones((1, 3, 4))
+    nan[0, 1, 2] = np.nan
+    with pytest.raises(InputError, match="PCA needs finite data"):
+        fit_pca(nan, None, 1)
+    nan[0, 1, 2] = 0.0
+    fit_pca(nan, Validity.from_lengths([3], 3), 1)
     with pytest.raises(InputError, match=r"PCA blocks must be \(n, T, 3\) or \(n, 3\)"):
         PcaAccumulator(3).update(x)
     with pytest.raises(InputError, match="fitted on F=4 features but the data has F=2"):

@@ -360,6 +360,8 @@ class PcaAccumulator:
         """The top-``k`` principal components of everything added so far."""
         k = _check_k(k, self.f)
         cov = self.covariance()
+        if not np.all(np.isfinite(cov)):
+            raise InputError("PCA needs finite data; the valid steps hold NaN or Inf")
         cov = (cov + cov.T) / 2
         values, vectors = np.linalg.eigh(cov)  # ascending
         order = np.argsort(values, kind="stable")[::-1][:k]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import operator
 import warnings
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, cast
 
 import einops
 import numpy as np
@@ -354,7 +354,7 @@ def _fill_value(pad_value: float, dtype: np.dtype) -> np.generic:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fill = np.asarray(pad_value).astype(dtype)[()]
+            fill = cast(np.generic, np.asarray(pad_value).astype(dtype)[()])
     except (ValueError, TypeError, OverflowError):
         raise InputError(message) from None
     if np.issubdtype(dtype, np.floating):

@@ -270,10 +270,12 @@ def _window_sums(padded: np.ndarray, p: int, s: int, t_out: int) -> npt.NDArray[
         return windows.sum(axis=-1, dtype=np.float64)
     acc = np.float32 if padded.dtype in (np.float16, np.float32) else np.float64
     n_starts = span - p + 1
-    level = padded.astype(acc)  # level[:, i] = sum of `width` steps from i, i < valid
+    level: npt.NDArray[np.floating] = padded.astype(
+        acc
+    )  # level[:, i] = sum of `width` steps from i, i < valid
     spare = np.empty_like(level)
     width, offset, remaining, valid = 1, 0, p, span
-    total = None
+    total: npt.NDArray[np.floating] | None = None
     while True:
         if remaining & 1:
             piece = level[:, offset : offset + n_starts]
