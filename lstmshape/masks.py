@@ -9,6 +9,7 @@ kernels can take per-row slices instead of scanning a full boolean mask.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -72,8 +73,15 @@ class Validity:
         if self.lengths is not None:
             return self.lengths
         if self.mask is not None:
-            return np.count_nonzero(self.mask, axis=1).astype(np.intp)
+            return self._mask_counts
         return np.full(self.n, self.t, dtype=np.intp)
+
+    @cached_property
+    def _mask_counts(self) -> IndexArray:
+        # Kernels ask for the counts several times (empty check, indices, means); counting
+        # an (N, T) mask costs as much as reading the data when F is small.
+        assert self.mask is not None
+        return np.count_nonzero(self.mask, axis=1).astype(np.intp)
 
     def first_index(self) -> IndexArray:
         """Index of the first valid step per sample; -1 where a sample has none."""
