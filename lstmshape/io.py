@@ -1007,6 +1007,7 @@ class ArraySink:
 
 def _new_file_mode() -> int:
     """0o666 minus the umask: the mode open() would give (mkstemp makes 0o600)."""
+    # Reading the umask means setting it; the window is one call long.
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
@@ -1080,8 +1081,8 @@ class _FileSink(ArraySink):
 
     def _finish(self) -> None:
         self._seal()
-        if self._plan.append_to is not None:
-            shutil.copymode(self._plan.append_to, self._tmp)
+        if self._plan.replace and self._path.exists():
+            shutil.copymode(self._path, self._tmp)  # a replaced file keeps its permissions
         else:
             self._tmp.chmod(_new_file_mode())
         _fsync_file(self._tmp)
@@ -1272,15 +1273,13 @@ class _StdoutSink(ArraySink):
             raise StdoutClosedError("standard output was closed before the data ended") from None
 
     def _finish(self) -> None:
-        if self._spool is None:
-            self._send(b"")
-        else:
+        if self._spool is not None:
             self._header_sent = True  # the spool holds the header
             self._spool.seek(0)
             while chunk := self._spool.read(_COPY_BUFFER):
                 self._send(chunk)
             self._spool.close()
-        self._send(b"")
+        self._send(b"")  # the header alone, when no block came (a zero-size output)
         try:
             self._stream.flush()
         except BrokenPipeError:

@@ -11,6 +11,7 @@ import io as stdio
 import json
 import os
 import re
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -598,6 +599,36 @@ def test_an_unwritable_folder_is_an_output_error(here: Path) -> None:
         assert message(info) == "cannot write ro/x.npy: Permission denied"
     finally:
         Path("ro").chmod(0o700)
+
+
+def test_a_refused_temporary_file_is_an_output_error(
+    here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(**_: Any) -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", denied)
+    for ref in ("x.npy", "x.npz:a", "x.h5:/a"):
+        with pytest.raises(OutputError) as info:
+            io.save(np.ones(2), ref)
+        assert message(info) == f"cannot write {ref}: Permission denied"
+    assert list(here.iterdir()) == []
+
+
+def test_a_forced_replacement_keeps_the_file_mode(here: Path) -> None:
+    np.save("m.npy", np.zeros(1))
+    Path("m.npy").chmod(0o600)
+    io.save(np.ones(1), "m.npy", force=True)
+    assert Path("m.npy").stat().st_mode & 0o777 == 0o600
+
+
+def test_importing_io_does_not_import_h5py() -> None:
+    code = "import sys, lstmshape.io; print('h5py' in sys.modules)"
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert done.stdout.strip() == "False"
 
 
 def test_new_files_get_the_usual_permissions(tmp_path: Path) -> None:
