@@ -705,13 +705,24 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
+def _input_key(inp: ArrayRef, fmt: Format) -> str | None:
+    """The input's KEY in the output's format, resolved when the file holds one array."""
+    if inp.key is not None or fmt == "npy":
+        return _normalize_key(fmt, inp.key)
+    try:
+        infos = list_arrays(inp)
+    except InputError:
+        return None
+    return _normalize_key(fmt, infos[0].ref.key) if len(infos) == 1 else None
+
+
 def _refuse_input_as_output(ref: ArrayRef, fmt: Format, inputs: Iterable[RefLike]) -> None:
     out_key = _normalize_key(fmt, ref.key)
     for raw in inputs:
         inp = _as_ref(raw)
         if inp.is_stdio or not _same_file(inp.path, ref.path):
             continue
-        in_key = _normalize_key(fmt, inp.key)
+        in_key = _input_key(inp, fmt)
         # Another KEY of the same container is safe: the file is rewritten via a copy.
         if fmt != "npy" and in_key is not None and out_key is not None and in_key != out_key:
             continue

@@ -812,6 +812,17 @@ def test_another_key_of_the_input_container_may_be_written(run_h5: Path) -> None
             io.check_output(out, force=True, inputs=[inp])
 
 
+def test_the_only_array_of_the_input_container_counts_as_its_key(here: Path) -> None:
+    with h5py.File("one.h5", "w") as f:
+        f["lstm/output"] = np.ones((2, 3))
+    np.savez("one.npz", x=np.ones(2))
+    io.check_output("one.h5:/lstm/mean", inputs=["one.h5"])
+    io.check_output("one.npz:y", inputs=["one.npz"])
+    for out, inp in [("one.h5:lstm/output", "one.h5"), ("one.npz:x", "one.npz")]:
+        with pytest.raises(InputError, match="it is the input"):
+            io.check_output(out, force=True, inputs=[inp])
+
+
 # ----------------------------------------------------------------------------- provenance
 
 
