@@ -176,7 +176,7 @@ def validate_lengths(lengths: npt.ArrayLike, t: int) -> IndexArray:
     if np.issubdtype(values.dtype, np.floating):
         if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
             bad = values[~np.isfinite(values) | (values != np.round(values))]
-            raise InputError(f"lengths must be whole numbers; got {bad[0]!r}")
+            raise InputError(f"lengths must be whole numbers; got {bad[0].item()!r}")
     if values.size and values.min() < 0:
         raise InputError(f"lengths must be non-negative; got {values.min()}")
     if values.size and values.max() > t:
@@ -204,7 +204,7 @@ def validate_mask(mask: npt.ArrayLike, n: int, t: int, layout: Layout = "ntf") -
         bad = (values != 0) & (values != 1)
         if np.any(bad):
             raise InputError(
-                f"mask must hold only 0/1 or bool values; found {values[bad].flat[0]!r}"
+                f"mask must hold only 0/1 or bool values; found {values[bad].flat[0].item()!r}"
             )
         values = values != 0
     return values if layout == "ntf" else values.T
