@@ -370,6 +370,7 @@ def _run_streamed(
     *,
     extra_inputs: list[ArrayRef],
     mask_out: ArrayRef | None = None,
+    warning: str | None = None,
 ) -> None:
     """The shared tail of reduce/pool/project: plan -> check output -> stream -> report."""
     from lstmshape import io, stream
@@ -391,6 +392,8 @@ def _run_streamed(
     io.check_output(target, force=output.force, inputs=inputs)
     if mask_out is not None:
         io.check_output(mask_out, force=output.force, inputs=inputs)
+    if warning and not output.quiet:
+        click.echo(f"Warning: {warning}", err=True)
     provenance = {"source": str(input_ref), "operation": plan.operation, "options": plan.options}
     with (
         _progress(term, output, source.nbytes, plan.operation) as advance,
@@ -535,21 +538,23 @@ def reduce(
             empty=empty,
         )
         spec = _mask_spec(mask, shape_ntf)
-        if strategy in ("last", "first") and not mask.given and not output.quiet:
-            _warn_padding(source, mask.layout, strategy)
-        _run_streamed(term, input_ref, source, plan, spec, output, extra_inputs=mask.inputs())
+        warning = None
+        if strategy == "last" and not mask.given and not output.quiet:
+            warning = _padding_warning(source, mask.layout, shape_ntf)
+        _run_streamed(
+            term, input_ref, source, plan, spec, output, extra_inputs=mask.inputs(), warning=warning
+        )
 
 
-def _warn_padding(source: Any, layout: str, strategy: str) -> None:
+def _padding_warning(source: Any, layout: str, shape_ntf: tuple[int, ...]) -> str | None:
+    """Look at the first few MB of samples for trailing padding that `last` would return."""
     from lstmshape.api import as_ntf
     from lstmshape.masks import padding_warning
+    from lstmshape.stream import rows_per_block
 
-    sample = source.read(
-        0, min(source.shape[1 if layout == "tnf" else 0], 4096), axis=1 if layout == "tnf" else 0
-    )
-    message = padding_warning(as_ntf(sample, layout)) if sample.size else None  # type: ignore[arg-type]
-    if message:
-        click.echo(f"Warning: {message}", err=True)
+    rows = min(shape_ntf[0], rows_per_block(shape_ntf, source.dtype.itemsize, 4 * 2**20))
+    sample = source.read(0, rows, axis=1 if layout == "tnf" else 0)
+    return padding_warning(as_ntf(sample, layout)) if sample.size else None  # type: ignore[arg-type]
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)

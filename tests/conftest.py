@@ -33,7 +33,11 @@ def padded(tmp_path: Path) -> dict[str, Path]:
     x = rng.standard_normal((4, 5, 3)).astype(np.float32)
     mask = np.arange(5)[None, :] < lengths[:, None]
     x[~mask] = 0
-    paths = {"x": tmp_path / "x.npy", "lengths": tmp_path / "lengths.npy", "mask": tmp_path / "mask.npy"}
+    paths = {
+        "x": tmp_path / "x.npy",
+        "lengths": tmp_path / "lengths.npy",
+        "mask": tmp_path / "mask.npy",
+    }
     np.save(paths["x"], x)
     np.save(paths["lengths"], lengths)
     np.save(paths["mask"], mask)

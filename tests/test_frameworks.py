@@ -30,14 +30,18 @@ def _load(name: str) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("source", ["lengths", "mask", "mask_value"])
 def test_bidirectional_last_equals_packed_h_n(name, source):
     ref = _load(name)
-    masks = {"lengths": {"lengths": ref["lengths"]}, "mask": {"mask": ref["mask"]},
-             "mask_value": {"mask_value": 0.0}}[source]
+    masks = {
+        "lengths": {"lengths": ref["lengths"]},
+        "mask": {"mask": ref["mask"]},
+        "mask_value": {"mask_value": 0.0},
+    }[source]
     ntf = lstmshape.reduce(ref["output_ntf"], "last", bidirectional=True, **masks)
     np.testing.assert_array_equal(ntf, ref["h_n_last_layer_concat"])
     if source != "mask_value":
         tnf_masks = {"mask": ref["mask"].T} if source == "mask" else masks
-        tnf = lstmshape.reduce(ref["output_tnf"], "last", bidirectional=True, layout="tnf",
-                               **tnf_masks)
+        tnf = lstmshape.reduce(
+            ref["output_tnf"], "last", bidirectional=True, layout="tnf", **tnf_masks
+        )
         np.testing.assert_array_equal(tnf, ref["h_n_last_layer_concat"])
 
 
@@ -50,8 +54,19 @@ def test_unidirectional_last_is_not_h_n_for_bidirectional_output():
 
 def test_cli_reduce_bidirectional_reads_npz_members(run_cli):
     path = FIXTURES / "torch_packed_bilstm.npz"
-    result = run_cli(["reduce", f"{path}:output_tnf", "--layout", "tnf", "-s", "last",
-                      "--bidirectional", "--lengths", f"{path}:lengths"])
+    result = run_cli(
+        [
+            "reduce",
+            f"{path}:output_tnf",
+            "--layout",
+            "tnf",
+            "-s",
+            "last",
+            "--bidirectional",
+            "--lengths",
+            f"{path}:lengths",
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     out = np.load(io.BytesIO(result.stdout_bytes))
     np.testing.assert_array_equal(out, _load("torch_packed_bilstm.npz")["h_n_last_layer_concat"])
@@ -59,18 +74,21 @@ def test_cli_reduce_bidirectional_reads_npz_members(run_cli):
 
 def test_keras_global_average_pooling_with_mask():
     ref = _load("keras_global_avg_masked.npz")
-    np.testing.assert_allclose(lstmshape.pool(ref["x"], "avg", mask=ref["mask"]), ref["gap_mask"],
-                               **CLOSE)
-    np.testing.assert_allclose(lstmshape.reduce(ref["x"], "mean", mask=ref["mask"]),
-                               ref["gap_mask"], **CLOSE)
+    np.testing.assert_allclose(
+        lstmshape.pool(ref["x"], "avg", mask=ref["mask"]), ref["gap_mask"], **CLOSE
+    )
+    np.testing.assert_allclose(
+        lstmshape.reduce(ref["x"], "mean", mask=ref["mask"]), ref["gap_mask"], **CLOSE
+    )
     np.testing.assert_allclose(lstmshape.pool(ref["x"], "avg"), ref["gap_nomask"], **CLOSE)
     np.testing.assert_array_equal(lstmshape.pool(ref["x"], "max"), ref["gmp_nomask"])
 
 
 def test_masked_max_never_lets_padding_win():
     ref = _load("keras_global_avg_masked.npz")
-    np.testing.assert_array_equal(lstmshape.pool(ref["x"], "max", mask=ref["mask"]),
-                                  ref["max_valid_only_numpy"])
+    np.testing.assert_array_equal(
+        lstmshape.pool(ref["x"], "max", mask=ref["mask"]), ref["max_valid_only_numpy"]
+    )
     masked = lstmshape.pool(ref["masking_x"], "max", mask_value=0.0)
     np.testing.assert_array_equal(masked, ref["masking_max_valid_only_numpy"])
     assert not np.array_equal(masked, ref["masking_gmp"]), "Keras's mask-dropping max differs"
@@ -82,8 +100,9 @@ def test_keras_masking_layer_average():
         lstmshape.make_mask(ref["masking_x"], mask_value=0.0), ref["masking_mask"]
     )
     for masks in ({"mask_value": 0.0}, {"lengths": ref["masking_lengths"]}):
-        np.testing.assert_allclose(lstmshape.pool(ref["masking_x"], "avg", **masks),
-                                   ref["masking_gap"], **CLOSE)
+        np.testing.assert_allclose(
+            lstmshape.pool(ref["masking_x"], "avg", **masks), ref["masking_gap"], **CLOSE
+        )
 
 
 def test_all_padding_sample_is_nan_like_keras_with_empty_nan():
@@ -102,8 +121,13 @@ def _pool_cases() -> list[dict]:
 @pytest.mark.parametrize("op", ["avg", "max"])
 def test_keras_pooling_windows(case, op):
     ref = _load("keras_pooling_windows.npz")
-    out = lstmshape.pool(ref[case["x"]], op, pool_size=case["pool_size"],
-                         strides=case["strides"], padding=case["padding"])
+    out = lstmshape.pool(
+        ref[case["x"]],
+        op,
+        pool_size=case["pool_size"],
+        strides=case["strides"],
+        padding=case["padding"],
+    )
     assert out.shape[1] == case["T_out"]
     np.testing.assert_allclose(out, ref[case[op]], **CLOSE)
 
@@ -113,8 +137,18 @@ def test_keras_dense_from_weights_file(run_cli, tmp_path):
     weights_file = FIXTURES / "keras_dense.weights.h5"
     x_path = tmp_path / "x.npy"
     np.save(x_path, ref["x"])
-    result = run_cli(["project", x_path, "--weights", f"{weights_file}:{ref['h5_kernel_path']}",
-                      "--bias", f"{weights_file}:{ref['h5_bias_path']}", "--activation", "tanh"])
+    result = run_cli(
+        [
+            "project",
+            x_path,
+            "--weights",
+            f"{weights_file}:{ref['h5_kernel_path']}",
+            "--bias",
+            f"{weights_file}:{ref['h5_bias_path']}",
+            "--activation",
+            "tanh",
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     np.testing.assert_allclose(np.load(io.BytesIO(result.stdout_bytes)), ref["output"], **CLOSE)
     linear = lstmshape.project(ref["x"], ref["kernel"], ref["bias"])
