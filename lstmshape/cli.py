@@ -240,6 +240,16 @@ class MaskRequest:
     def inputs(self) -> list[ArrayRef]:
         return [ref for ref in (self.mask_ref, self.lengths_ref) if ref is not None]
 
+    def describe(self) -> str:
+        """The mask source in words, for the table and the provenance attributes."""
+        if self.mask_ref is not None:
+            return f"mask {self.mask_ref}"
+        if self.lengths_ref is not None:
+            return f"lengths {self.lengths_ref} ({self.pad_side}-padded)"
+        if self.mask_value is not None:
+            return f"padding value {self.mask_value}"
+        return "none (every step valid)"
+
 
 def _requests(function: Callable[..., None]) -> Callable[..., None]:
     """Gather the shared options into MaskRequest/OutputRequest before the command runs."""
@@ -367,8 +377,9 @@ def _run_streamed(
     plan: Plan,
     spec: MaskSpec,
     output: OutputRequest,
+    mask: MaskRequest,
     *,
-    extra_inputs: list[ArrayRef],
+    extra_inputs: tuple[ArrayRef, ...] = (),
     mask_out: ArrayRef | None = None,
     warning: str | None = None,
 ) -> None:
@@ -382,19 +393,19 @@ def _run_streamed(
         source.dtype,
         plan.out_shape,
         plan.out_dtype,
-        plan.options,
+        {**plan.options, "mask": mask.describe()},
     )
     if output.dry_run:
         _report(summary, output, dry_run=True)
         return
     target = _resolve_output(term, output, input_ref, _operation_name(plan))
-    inputs = [input_ref, *extra_inputs]
+    inputs = [input_ref, *mask.inputs(), *extra_inputs]
     io.check_output(target, force=output.force, inputs=inputs)
     if mask_out is not None:
         io.check_output(mask_out, force=output.force, inputs=inputs)
     if warning and not output.quiet:
         click.echo(f"Warning: {warning}", err=True)
-    provenance = {"source": str(input_ref), "operation": plan.operation, "options": plan.options}
+    provenance = {"source": str(input_ref), "operation": plan.operation, "options": summary.options}
     with (
         _progress(term, output, source.nbytes, plan.operation) as advance,
         io.open_sink(
@@ -541,9 +552,7 @@ def reduce(
         warning = None
         if strategy == "last" and not mask.given and not output.quiet:
             warning = _padding_warning(source, mask.layout, shape_ntf)
-        _run_streamed(
-            term, input_ref, source, plan, spec, output, extra_inputs=mask.inputs(), warning=warning
-        )
+        _run_streamed(term, input_ref, source, plan, spec, output, mask, warning=warning)
 
 
 def _padding_warning(source: Any, layout: str, shape_ntf: tuple[int, ...]) -> str | None:
@@ -616,16 +625,7 @@ def pool(
             empty=empty,
         )  # type: ignore[arg-type]
         spec = _mask_spec(mask, shape_ntf)
-        _run_streamed(
-            term,
-            input_ref,
-            source,
-            plan,
-            spec,
-            output,
-            extra_inputs=mask.inputs(),
-            mask_out=mask_out,
-        )
+        _run_streamed(term, input_ref, source, plan, spec, output, mask, mask_out=mask_out)
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
@@ -687,7 +687,7 @@ def project(
     with io.open_array(input_ref) as source:
         shape_ntf = _project_shape_ntf(source.shape, mask.layout)
         spec = _mask_spec(mask, shape_ntf) if len(source.shape) == 3 else _no_mask(mask)
-        extra = mask.inputs()
+        extra: tuple[ArrayRef, ...] = ()
         if pca is not None:
             basis = _fit_pca(term, output, source, mask.layout, spec, pca)
             weights, bias = basis.components, basis.bias
@@ -699,7 +699,7 @@ def project(
         else:
             weights = _load_small(io, weights_ref, "weights")  # type: ignore[arg-type]
             bias = None if bias_ref is None else _load_small(io, bias_ref, "bias")
-            extra += [r for r in (weights_ref, bias_ref) if r is not None]
+            extra = tuple(r for r in (weights_ref, bias_ref) if r is not None)
         plan = plan_project(
             source.shape,
             source.dtype,
@@ -712,7 +712,7 @@ def project(
         )  # type: ignore[arg-type]
         if pca is not None:
             plan.options["pca"] = pca
-        _run_streamed(term, input_ref, source, plan, spec, output, extra_inputs=extra)
+        _run_streamed(term, input_ref, source, plan, spec, output, mask, extra_inputs=extra)
 
 
 def _basis_members(basis: Any) -> dict[str, Any]:

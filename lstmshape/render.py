@@ -73,7 +73,12 @@ def shape_text(shape: Sequence[int]) -> str:
 def print_summary(summary: Summary, console: Console | None = None) -> None:
     """The before/after shape table."""
     console = console or error_console()
-    table = Table(title=f"lstmshape {summary.command}", title_justify="left")
+    table = Table(
+        title=f"lstmshape {summary.command}",
+        title_justify="left",
+        caption=_options_text(summary.options),
+        caption_justify="left",
+    )
     for column in ("", "shape", "dtype", "where"):
         table.add_column(column, overflow="fold")
     for step in summary.steps:
@@ -82,6 +87,14 @@ def print_summary(summary: Summary, console: Console | None = None) -> None:
     console.print(table)
     for message in summary.messages:
         console.print(message)
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    """`strategy=last  mask=lengths x.npy`, leaving out what is off or unset."""
+    shown = {k: v for k, v in options.items() if v not in (None, False, {}, "") and k != "layout"}
+    if options.get("layout") == "tnf":
+        shown["layout"] = "tnf"
+    return "  ".join(f"{key}={value}" for key, value in shown.items())
 
 
 def print_json(payload: Any) -> None:
