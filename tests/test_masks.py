@@ -17,6 +17,7 @@ from lstmshape.masks import (
     Validity,
     build_validity,
     describe_empty,
+    mask_from_lengths,
     mask_from_value,
     padding_warning,
     require_nonempty,
@@ -82,6 +83,7 @@ def test_mask_array_matches_loop(valid, layout, as_dtype, trailing):
     x = np.zeros((*valid.shape, 2))
     v = build_validity(x, mask=given_mask, layout=layout)
     check_consistent(v, valid)
+    check_consistent(Validity.from_mask(given_mask, *valid.shape, layout=layout), valid)
     # the cheapest faithful form is kept
     counts = valid.sum(axis=1)
     steps = np.arange(valid.shape[1])
@@ -120,6 +122,13 @@ def test_lengths_match_loop(data, shape, pad_side, as_dtype):
         for s in range(t):
             valid[i, s] = s < length if pad_side == "post" else s >= t - length
     check_consistent(v, valid)
+
+
+def test_mask_from_lengths_clips_out_of_range_lengths():
+    got = mask_from_lengths(np.array([70000, -3, 2]), 3)
+    assert got.astype(int).tolist() == [[1, 1, 1], [0, 0, 0], [1, 1, 0]]
+    got = mask_from_lengths(np.array([70000, -3, 2]), 3, "pre")
+    assert got.astype(int).tolist() == [[1, 1, 1], [0, 0, 0], [0, 1, 1]]
 
 
 def test_lengths_column_vector_and_list_accepted():
