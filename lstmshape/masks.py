@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -173,9 +173,12 @@ def mask_from_lengths(lengths: IndexArray, t: int, pad_side: PadSide = "post") -
     [[0, 0, 1], [1, 1, 1]]
     """
     # Comparing in the narrowest integer type that holds T is 4x faster than in intp.
-    small = np.int16 if t < 2**15 else np.int32 if t < 2**31 else np.intp
-    steps = np.arange(t, dtype=small)
-    clipped = np.clip(np.asarray(lengths), 0, t)  # same mask, and no wrap-around in `small`
+    small: type[np.signedinteger[Any]] = (
+        np.int16 if t < 2**15 else np.int32 if t < 2**31 else np.intp
+    )
+    steps: npt.NDArray[Any] = np.arange(t, dtype=small)
+    # Clipping to [0, T] keeps the mask and rules out wrap-around in `small`.
+    clipped: npt.NDArray[Any] = np.clip(np.asarray(lengths), 0, t)
     if pad_side == "post":
         return steps[None, :] < clipped.astype(small)[:, None]
     return steps[None, :] >= (t - clipped).astype(small)[:, None]

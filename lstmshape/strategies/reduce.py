@@ -37,7 +37,7 @@ makes an (N, T, F) temporary.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -53,7 +53,8 @@ STRATEGIES: tuple[str, ...] = ("last", "first", "mean", "max", "min", "sum")
 EMPTY_POLICIES: tuple[str, ...] = ("error", "nan", "zero")
 POOL_OPS: tuple[str, ...] = ("avg", "max")
 
-Array = npt.NDArray[np.generic]
+Array = npt.NDArray[Any]
+Scalar = bool | int | float
 
 # Elements per block when float16 rows are converted to float32 (1 MB of float32: stays in
 # the L2 cache between the conversion and the reduction).
@@ -344,7 +345,7 @@ def _extreme(data: Array, validity: Validity, strategy: str) -> Array:
     return reducer.reduce(data, axis=1, where=where, initial=initial)
 
 
-def _feature_loop(data: Array, mask: BoolArray, reducer: np.ufunc, initial: object) -> Array:
+def _feature_loop(data: Array, mask: BoolArray, reducer: np.ufunc, initial: Scalar) -> Array:
     n, t, f = data.shape
     out = np.empty((n, f), dtype=data.dtype)
     rows = max(1, _CACHE_BLOCK_ELEMENTS // max(t * f, 1))
@@ -361,7 +362,7 @@ def _feature_loop(data: Array, mask: BoolArray, reducer: np.ufunc, initial: obje
     return out
 
 
-def _filled_blocks(data: Array, mask: BoolArray, reducer: np.ufunc, initial: object) -> Array:
+def _filled_blocks(data: Array, mask: BoolArray, reducer: np.ufunc, initial: Scalar) -> Array:
     n, t, f = data.shape
     out = np.empty((n, f), dtype=data.dtype)
     rows = max(1, _CACHE_BLOCK_ELEMENTS // max(t * f, 1))
@@ -415,7 +416,7 @@ def _row_loop(
         reduce_row(steps, out[i])
 
 
-def _identity(dtype: np.dtype, strategy: str) -> object:
+def _identity(dtype: np.dtype, strategy: str) -> Scalar:
     """The start value of a masked max/min: it loses to every value of the dtype."""
     if dtype.kind == "b":
         return strategy == "min"
