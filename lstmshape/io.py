@@ -168,6 +168,17 @@ def _h5py() -> Any:
     return h5py
 
 
+# .zarr stores live in lstmshape.zarr_io, imported only when a .zarr path is used.
+def _is_zarr(ref: ArrayRef) -> bool:
+    return not ref.is_stdio and ref.suffix == ".zarr"
+
+
+def _zarr_io() -> Any:
+    from lstmshape import zarr_io
+
+    return zarr_io
+
+
 def _format_of(ref: ArrayRef, *, verb: str = "read") -> Format:
     fmt = _FORMATS.get(ref.suffix)
     if fmt is None:
@@ -372,6 +383,8 @@ def open_array(ref: RefLike) -> ArraySource:
     ref = _as_ref(ref)
     if ref.is_stdio:
         return _open_stdin(ref)
+    if _is_zarr(ref):
+        return _zarr_io().open_array(ref)  # type: ignore[no-any-return]
     fmt = _format_of(ref)
     _check_input_file(ref.path)
     return {"npy": _open_npy, "npz": _open_npz, "h5": _open_h5}[fmt](ref)
@@ -397,6 +410,8 @@ def list_arrays(path: RefLike) -> list[ArrayInfo]:
     listing to that array, or for HDF5 to the datasets inside that group.
     """
     ref = _as_ref(path)
+    if _is_zarr(ref):
+        return _zarr_io().list_arrays(ref)  # type: ignore[no-any-return]
     fmt = "npy" if ref.is_stdio else _format_of(ref)
     if fmt == "npy":
         with open_array(ref) as src:
@@ -822,7 +837,11 @@ def check_output(ref: RefLike, *, force: bool = False, inputs: Iterable[RefLike]
     `.npz` needs no `force`; the input file may be the output container when both name
     different KEYs.
     """
-    _plan_output(_as_ref(ref), force=force, inputs=inputs)
+    ref = _as_ref(ref)
+    if _is_zarr(ref):
+        _zarr_io().check_output(ref, force=force, inputs=inputs)
+        return
+    _plan_output(ref, force=force, inputs=inputs)
 
 
 def default_output_path(
@@ -1384,6 +1403,10 @@ def open_sink(
     dt = np.dtype(dtype)
     _refuse_object_output(ref, dt)
     inputs = list(inputs)
+    if _is_zarr(ref):
+        return _zarr_io().open_sink(  # type: ignore[no-any-return]
+            ref, shape, dt, force=force, inputs=inputs, provenance=provenance
+        )
     plan = _plan_output(ref, force=force, inputs=inputs)
     if ref.is_stdio:
         return _StdoutSink(ref, shape, dt)

@@ -18,7 +18,7 @@ from lstmshape.errors import InputError
 __all__ = ["KNOWN_SUFFIXES", "STDIO", "ArrayRef", "parse_ref"]
 
 #: File suffixes lstmshape reads and writes (compared lowercased).
-KNOWN_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".h5", ".hdf5")
+KNOWN_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".h5", ".hdf5", ".zarr")
 
 #: The path that means standard input (when reading) or standard output (when writing).
 STDIO = "-"
@@ -67,7 +67,7 @@ def parse_ref(
     """Split `PATH[:KEY]` text into an `ArrayRef`.
 
     A path that exists as written is never split. Otherwise the text is split at a `:`
-    whose left part ends in a known suffix (`.npy .npz .h5 .hdf5`); if several qualify,
+    whose left part ends in a known suffix (`.npy .npz .h5 .hdf5 .zarr`); if several qualify,
     one whose left part exists wins, else the rightmost (so `run.h5:/a:b` keeps the key
     `/a:b`). Text with no such `:` is a plain path, even `a:b`; an unsupported format is
     reported when the file is opened.
