@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Layout, PadSide, Validity, build_validity
+from lstmshape.masks import Layout, PadSide, Validity, build_validity, require_nonempty
 from lstmshape.strategies import project as project_kernels
 from lstmshape.strategies import reduce as reduce_kernels
 from lstmshape.strategies import reshape as reshape_kernels
@@ -43,6 +43,20 @@ class Plan:
     kernel: Kernel = field(repr=False)
     options: dict[str, Any] = field(default_factory=dict)
     mask_out_shape: tuple[int, ...] | None = None
+
+    @property
+    def rejects_empty(self) -> bool:
+        """True when a sample without valid steps is an error (`--empty error`).
+
+        The kernel itself then fills such rows with zeros; the caller checks the whole
+        validity (`check_empty`), so a streamed run names every empty sample by its index
+        in the file, not in its block.
+        """
+        return self.options.get("empty") == "error"
+
+    def check_empty(self, validity: Validity, *, offset: int = 0) -> None:
+        if self.rejects_empty:
+            require_nonempty(validity, offset=offset)
 
     def apply(self, x: Array, validity: Validity) -> tuple[Array, Array | None]:
         """Run the kernel on batch-first `x` (a block of samples); output in the plan's layout."""
@@ -107,6 +121,11 @@ def _finish_plan(
     )
 
 
+def _kernel_empty(empty: str) -> str:
+    """The kernels' policy: `error` is checked by the caller over the whole batch."""
+    return "zero" if empty == "error" else empty
+
+
 def plan_reduce(
     shape: tuple[int, ...],
     dtype: npt.DTypeLike,
@@ -121,7 +140,12 @@ def plan_reduce(
 
     def kernel(x: Array, validity: Validity) -> Array:
         return reduce_kernels.reduce_steps(
-            x, validity, strategy, bidirectional=bidirectional, keepdims=keepdims, empty=empty
+            x,
+            validity,
+            strategy,
+            bidirectional=bidirectional,
+            keepdims=keepdims,
+            empty=_kernel_empty(empty),
         )
 
     options = {
@@ -152,7 +176,7 @@ def plan_pool(
             raise InputError("--strides needs --pool-size")
 
         def global_kernel(x: Array, validity: Validity) -> Array:
-            return reduce_kernels.global_pool(x, validity, op, empty=empty)
+            return reduce_kernels.global_pool(x, validity, op, empty=_kernel_empty(empty))
 
         options["empty"] = empty
         return _finish_plan(
@@ -258,6 +282,7 @@ def _validity(
 
 
 def _run(plan: Plan, x: Array, validity: Validity) -> Array:
+    plan.check_empty(validity)
     x_ntf = as_ntf(np.asarray(x), plan.layout) if len(plan.in_shape) == 3 else np.asarray(x)
     out, _ = plan.apply(x_ntf, validity)
     return out
@@ -329,6 +354,7 @@ def pool(
         empty=empty,
     )
     validity = _validity(data, None, mask, lengths, mask_value, pad_side, layout)
+    plan.check_empty(validity)
     out, out_mask = plan.apply(as_ntf(data, layout), validity)
     if return_mask:
         if out_mask is None:

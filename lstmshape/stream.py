@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.api import Plan, as_ntf
-from lstmshape.masks import Layout, Validity, mask_from_value
+from lstmshape.errors import InputError
+from lstmshape.masks import Layout, Validity, describe_empty, mask_from_value
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 
@@ -47,7 +48,7 @@ class MaskSpec:
             return self.validity.rows(start, stop)
         if self.mask_value is not None:
             mask = mask_from_value(x_ntf, self.mask_value)
-            return Validity(n=mask.shape[0], t=mask.shape[1], mask=mask)
+            return Validity(n=mask.shape[0], t=mask.shape[1], mask=mask).compact()
         return Validity.all_valid(x_ntf.shape[0], x_ntf.shape[1] if x_ntf.ndim > 1 else 0)
 
 
@@ -79,6 +80,13 @@ def iter_blocks(
             on_block(block.nbytes)
 
 
+def _raise_if_empty(empty_blocks: list[Array]) -> None:
+    """Name every empty sample of a run whose mask was found block by block."""
+    empty = np.concatenate(empty_blocks) if empty_blocks else np.zeros(0, np.intp)
+    if empty.size:
+        raise InputError(describe_empty(empty))
+
+
 def run_plan(
     source: BlockReader,
     plan: Plan,
@@ -93,13 +101,19 @@ def run_plan(
     Returns the (N, T') output mask of windowed pooling, which is small, or None.
     """
     out_axis = 1 if plan.keeps_time and plan.layout == "tnf" and len(plan.out_shape) == 3 else 0
+    if spec.validity is not None:
+        plan.check_empty(spec.validity)  # fail before reading any data
     mask_blocks: list[Array] = []
+    empty_blocks: list[Array] = []
     blocks = iter_blocks(source, plan.layout, spec, chunk_bytes=chunk_bytes, on_block=on_block)
     for start, _stop, x_ntf, validity in blocks:
+        if plan.rejects_empty and spec.validity is None:
+            empty_blocks.append(validity.empty_samples() + start)
         out, extra = plan.apply(x_ntf, validity)
         sink.write(start, out, axis=out_axis)
         if extra is not None:
             mask_blocks.append(extra)
+    _raise_if_empty(empty_blocks)
     if plan.mask_out_shape is None:
         return None
     if not mask_blocks:

@@ -147,3 +147,18 @@ def test_empty_sample_error_names_samples(run_cli, tmp_path, padded):
     result = run_cli(["reduce", padded["x"], "--lengths", lengths, "-o", tmp_path / "o.npy"])
     _assert_one_error_line(result, "2 samples")
     assert not (tmp_path / "o.npy").exists()
+
+
+@pytest.mark.parametrize("source", ["lengths", "mask-value"])
+def test_empty_samples_are_named_by_file_index_when_streamed(run_cli, tmp_path, source):
+    x = np.ones((50, 4, 3), np.float32)
+    x[[7, 31, 44]] = 0.0
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "l.npy", np.where(np.isin(np.arange(50), [7, 31, 44]), 0, 4))
+    masks = ["--lengths", tmp_path / "l.npy"] if source == "lengths" else ["--mask-value", "0"]
+    out = tmp_path / "o.npy"
+    result = run_cli(
+        ["reduce", tmp_path / "x.npy", "-s", "mean", *masks, "--chunk-mb", "0.001", "-o", out]
+    )
+    _assert_one_error_line(result, "3 samples have no valid timestep (7, 31, 44)")
+    assert not out.exists()
