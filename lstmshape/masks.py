@@ -166,6 +166,21 @@ class Validity:
         )
 
 
+def checked_mask(validity: Validity | None, n: int, t: int) -> BoolArray | None:
+    """The (N, T) mask of `validity` checked against the data, or None when all is valid."""
+    if validity is None:
+        return None
+    if not isinstance(validity, Validity):
+        raise InputError(f"validity must be a masks.Validity; got {type(validity).__name__}")
+    if (validity.n, validity.t) != (n, t):
+        raise InputError(
+            f"mask covers N={validity.n}, T={validity.t} but the data has N={n}, T={t}"
+        )
+    if validity.is_all_valid:
+        return None
+    return validity.as_mask()
+
+
 def mask_from_lengths(lengths: IndexArray, t: int, pad_side: PadSide = "post") -> BoolArray:
     """(N, T) mask whose first (post) or last (pre) `lengths[i]` steps are valid.
 
@@ -246,6 +261,10 @@ def mask_from_value(x_ntf: npt.NDArray[np.generic], value: float) -> BoolArray:
     if f == 0:
         return valid
     is_nan = bool(np.isnan(value))
+    if not is_nan and _beyond_dtype(value, x_ntf.dtype):
+        # No element can equal a value its dtype cannot hold (comparing would cast it to inf).
+        valid[...] = True
+        return valid
     rows = max(1, _BLOCK_ELEMENTS // max(t * f, 1))
     for start in range(0, n, rows):
         block = np.asarray(x_ntf[start : start + rows])
@@ -257,6 +276,13 @@ def mask_from_value(x_ntf: npt.NDArray[np.generic], value: float) -> BoolArray:
         else:
             np.any(block != value, axis=-1, out=valid[start : start + rows])
     return valid
+
+
+def _beyond_dtype(value: float, dtype: np.dtype[Any]) -> bool:
+    """True when a finite `value` is outside the range of the float/complex `dtype`."""
+    if dtype.kind not in "fc" or not np.isfinite(value):
+        return False
+    return abs(value) > float(np.finfo(dtype).max)
 
 
 _BLOCK_ELEMENTS = 1 << 22  # elements per block of samples when scanning data (16 MB of float32)

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity, mask_from_lengths, validate_lengths
+from lstmshape.masks import Validity, checked_mask, mask_from_lengths, validate_lengths
 
 Layout = Literal["ntf", "tnf"]
 PadSide = Literal["post", "pre"]
@@ -221,21 +221,6 @@ def pattern_shape(
 # --- packing ----------------------------------------------------------------------------
 
 
-def _validity_mask(validity: Validity | None, n: int, t: int) -> npt.NDArray[np.bool_] | None:
-    """The (N, T) mask of `validity` checked against the data, or None when all is valid."""
-    if validity is None:
-        return None
-    if not isinstance(validity, Validity):
-        raise InputError(f"validity must be a masks.Validity; got {type(validity).__name__}")
-    if (validity.n, validity.t) != (n, t):
-        raise InputError(
-            f"mask covers N={validity.n}, T={validity.t} but the data has N={n}, T={t}"
-        )
-    if validity.is_all_valid:
-        return None
-    return validity.as_mask()
-
-
 def pack_shape(shape: tuple[int, ...], validity: Validity | None = None) -> tuple[int, int]:
     """Output shape (sum of lengths, F) of `pack_steps` (reads only the small mask).
 
@@ -245,7 +230,7 @@ def pack_shape(shape: tuple[int, ...], validity: Validity | None = None) -> tupl
     if len(shape) != 3:
         raise InputError(f"packing needs (N, T, F) data; got shape {tuple(shape)}")
     n, t, f = (int(d) for d in shape)
-    mask = _validity_mask(validity, n, t)
+    mask = checked_mask(validity, n, t)
     total = n * t if mask is None else int(np.count_nonzero(mask))
     return (total, f)
 
@@ -266,7 +251,7 @@ def pack_steps(
     if data.ndim != 3:
         raise InputError(f"packing needs (N, T, F) data; got shape {data.shape}")
     n, t, f = data.shape
-    mask = _validity_mask(validity, n, t)
+    mask = checked_mask(validity, n, t)
     if mask is None:
         return data.reshape(n * t, f), np.full(n, t, dtype=np.intp)
     return data[mask], np.count_nonzero(mask, axis=1).astype(np.intp)

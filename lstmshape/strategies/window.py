@@ -36,7 +36,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity
+from lstmshape.masks import Validity, checked_mask
 
 PoolOp = Literal["avg", "max"]
 Padding = Literal["valid", "same"]
@@ -139,21 +139,6 @@ def window_bounds(
     return np.clip(raw, 0, t), np.clip(raw + p, 0, t)
 
 
-def _validity_mask(validity: Validity | None, n: int, t: int) -> npt.NDArray[np.bool_] | None:
-    """The (N, T) mask of `validity` checked against the data, or None when all is valid."""
-    if validity is None:
-        return None
-    if not isinstance(validity, Validity):
-        raise InputError(f"validity must be a masks.Validity; got {type(validity).__name__}")
-    if (validity.n, validity.t) != (n, t):
-        raise InputError(
-            f"mask covers N={validity.n}, T={validity.t} but the data has N={n}, T={t}"
-        )
-    if validity.is_all_valid:
-        return None
-    return validity.as_mask()
-
-
 def pool_windows(
     x: npt.ArrayLike,
     validity: Validity | None = None,
@@ -186,7 +171,7 @@ def pool_windows(
         raise InputError(f"pool op must be one of {', '.join(POOL_OPS)}; got {op!r}")
     n, t, f = data.shape
     p, s, _, t_out, pad_before = _resolve(t, pool_size, strides, padding)
-    mask = _validity_mask(validity, n, t)
+    mask = checked_mask(validity, n, t)
 
     is_float = np.issubdtype(data.dtype, np.floating)
     out_dtype = data.dtype if (op == "max" or is_float) else np.dtype(np.float64)
