@@ -162,3 +162,42 @@ def test_empty_samples_are_named_by_file_index_when_streamed(run_cli, tmp_path, 
     )
     _assert_one_error_line(result, "3 samples have no valid timestep (7, 31, 44)")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["pool", "--pool-size", "9"], "pool size 9 exceeds T=5"),
+        (["pool", "--pool-size", "2", "--strides", "0"], "strides"),
+        (["project", "--weights", "{w}"], "(4, 2)"),
+        (["reshape", "--pattern", "n t -> t n"], "einops pattern"),
+        (["reshape", "--to", "split-directions"], "F=3"),
+    ],
+)
+def test_many_to_many_argument_errors(run_cli, tmp_path, padded, args, expected):
+    weights = tmp_path / "w.npy"
+    np.save(weights, np.ones((4, 2), np.float32))
+    args = [a.format(w=weights) for a in args]
+    out = tmp_path / "o.npy"
+    result = run_cli([args[0], padded["x"], *args[1:], "-o", out])
+    _assert_one_error_line(result, expected)
+    assert not out.exists()
+
+
+def test_reshape_dry_run_reads_no_data(run_cli, tmp_path, padded, monkeypatch):
+    from lstmshape import io
+
+    read_all = io.ArraySource.read_all
+
+    def refuse(source):
+        if source.shape == (4, 5, 3):
+            raise AssertionError("dry run read the data")
+        return read_all(source)
+
+    monkeypatch.setattr(io.ArraySource, "read_all", refuse)
+    for extra in (
+        ["--to", "flatten"],
+        ["--to", "steps", "--drop-padding", "--lengths", padded["lengths"]],
+    ):
+        result = run_cli(["reshape", padded["x"], *extra, "--dry-run", "--json", "-q"])
+        assert result.exit_code == 0, result.stderr
