@@ -131,6 +131,51 @@ def main() -> None:
     cli.main()
 
 
+# ---------------------------------------------------------------- several inputs
+
+
+def _join_inputs(
+    ctx: click.Context | None, param: click.Parameter | None, value: tuple[ArrayRef, ...]
+) -> ArrayRef | None:
+    """Several paths or globs -> one reference, joined along N (`lstmshape.sources`)."""
+    if not value:
+        return None
+    from lstmshape.sources import expand_refs, join_refs
+
+    return join_refs(expand_refs(value), text=" ".join(str(v) for v in value))
+
+
+def _expand_inputs(
+    ctx: click.Context | None, param: click.Parameter | None, value: tuple[ArrayRef, ...]
+) -> tuple[ArrayRef, ...]:
+    """Globs -> the paths they match (inspect shows each file)."""
+    from lstmshape.sources import expand_refs
+
+    return tuple(expand_refs(value))
+
+
+#: INPUT of reduce/pool/project: one or more PATH[:KEY] or globs, concatenated along N.
+inputs_argument = click.argument(
+    "input_ref", metavar="INPUT...", nargs=-1, required=True, type=REF, callback=_join_inputs
+)
+
+
+def _open_input(ref: ArrayRef, layout: str) -> Any:
+    """io.open_array, or a `sources.MultiSource` when `ref` joins several files."""
+    from lstmshape import io, sources
+
+    if isinstance(ref, sources.MultiRef):
+        return sources.open_sources(ref, layout)
+    return io.open_array(ref)
+
+
+def _all_parts(refs: list[ArrayRef | None]) -> list[ArrayRef]:
+    """Every single file behind `refs` (for the input-is-not-the-output checks)."""
+    from lstmshape.sources import parts_of
+
+    return [part for ref in refs for part in parts_of(ref)]
+
+
 # ---------------------------------------------------------------- shared options
 
 
@@ -153,8 +198,22 @@ layout_option = click.option(
 
 mask_options = _stack(
     layout_option,
-    click.option("--mask", "mask_ref", type=REF, help="(N, T) bool or 0/1 mask; nonzero = valid."),
-    click.option("--lengths", "lengths_ref", type=REF, help="(N,) valid lengths per sample."),
+    click.option(
+        "--mask",
+        "mask_ref",
+        type=REF,
+        multiple=True,
+        callback=_join_inputs,
+        help="(N, T) bool or 0/1 mask; nonzero = valid. Several files or a glob: joined along N.",
+    ),
+    click.option(
+        "--lengths",
+        "lengths_ref",
+        type=REF,
+        multiple=True,
+        callback=_join_inputs,
+        help="(N,) valid lengths per sample. Several files or a glob: joined along N.",
+    ),
     click.option(
         "--mask-value",
         type=str,
@@ -285,7 +344,8 @@ def _mask_spec(request: MaskRequest, shape_ntf: tuple[int, ...]) -> MaskSpec:
     if not sources:
         return MaskSpec()
     n, t = shape_ntf[0], shape_ntf[1]
-    mask = None if request.mask_ref is None else _load_small(io, request.mask_ref, "mask")
+    n_axis = 1 if request.layout == "tnf" else 0
+    mask = None if request.mask_ref is None else _load_small(io, request.mask_ref, "mask", n_axis)
     lengths = (
         None if request.lengths_ref is None else _load_small(io, request.lengths_ref, "lengths")
     )
@@ -299,9 +359,13 @@ def _mask_spec(request: MaskRequest, shape_ntf: tuple[int, ...]) -> MaskSpec:
     return MaskSpec(validity=validity)
 
 
-def _load_small(io: Any, ref: ArrayRef, what: str) -> Any:
+def _load_small(io: Any, ref: ArrayRef, what: str, axis: int = 0) -> Any:
     import numpy as np
 
+    from lstmshape.sources import MultiRef, load_joined
+
+    if isinstance(ref, MultiRef):  # several files joined along N (axis)
+        return load_joined(ref, axis)
     with io.open_array(ref) as source:
         return np.asarray(source.read_all())
 
@@ -399,7 +463,7 @@ def _run_streamed(
         _report(summary, output, dry_run=True)
         return
     target = _resolve_output(term, output, input_ref, _operation_name(plan))
-    inputs = [input_ref, *mask.inputs(), *extra_inputs]
+    inputs = _all_parts([input_ref, *mask.inputs(), *extra_inputs])
     io.check_output(target, force=output.force, inputs=inputs)
     if mask_out is not None:
         io.check_output(mask_out, force=output.force, inputs=inputs)
@@ -448,10 +512,9 @@ def _where(ref: ArrayRef) -> str:
 def _open_3d(
     input_ref: ArrayRef, layout: str, command: str
 ) -> Iterator[tuple[Any, tuple[int, ...]]]:
-    from lstmshape import io
     from lstmshape.api import ntf_shape
 
-    with io.open_array(input_ref) as source:
+    with _open_input(input_ref, layout) as source:
         yield source, ntf_shape(tuple(source.shape), layout, command=command)  # type: ignore[arg-type]
 
 
@@ -459,7 +522,7 @@ def _open_3d(
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("inputs", nargs=-1, required=True, type=REF)
+@click.argument("inputs", nargs=-1, required=True, type=REF, callback=_expand_inputs)
 @layout_option
 @report_options
 @click.pass_obj
@@ -493,7 +556,7 @@ def inspect(
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("input_ref", metavar="INPUT", type=REF)
+@inputs_argument
 @click.option(
     "-s",
     "--strategy",
@@ -567,7 +630,7 @@ def _padding_warning(source: Any, layout: str, shape_ntf: tuple[int, ...]) -> st
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("input_ref", metavar="INPUT", type=REF)
+@inputs_argument
 @click.option("--op", type=click.Choice(["avg", "max"]), default="avg", show_default=True)
 @click.option(
     "--pool-size",
@@ -629,7 +692,7 @@ def pool(
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("input_ref", metavar="INPUT", type=REF)
+@inputs_argument
 @click.option("--weights", "weights_ref", type=REF, help="Kernel (F, K), Keras layout.")
 @click.option("--bias", "bias_ref", type=REF, help="Bias (K,).")
 @click.option(
@@ -684,7 +747,7 @@ def project(
         raise InputError("--save-basis goes with --pca")
     if bias_ref is not None and weights_ref is None:
         raise InputError("--bias goes with --weights")
-    with io.open_array(input_ref) as source:
+    with _open_input(input_ref, mask.layout) as source:
         shape_ntf = _project_shape_ntf(source.shape, mask.layout)
         spec = _mask_spec(mask, shape_ntf) if len(source.shape) == 3 else _no_mask(mask)
         extra: tuple[ArrayRef, ...] = ()
@@ -692,9 +755,10 @@ def project(
             basis = _fit_pca(term, output, source, mask.layout, spec, pca)
             weights, bias = basis.components, basis.bias
             if save_basis is not None and not output.dry_run:
-                io.check_output(save_basis, force=output.force, inputs=[input_ref])
+                basis_inputs = _all_parts([input_ref])
+                io.check_output(save_basis, force=output.force, inputs=basis_inputs)
                 io.save_members(
-                    save_basis, _basis_members(basis), force=output.force, inputs=[input_ref]
+                    save_basis, _basis_members(basis), force=output.force, inputs=basis_inputs
                 )
         else:
             weights = _load_small(io, weights_ref, "weights")  # type: ignore[arg-type]
@@ -829,66 +893,94 @@ def reshape(
         raise InputError("give exactly one of --to or --pattern")
     sizes = _parse_sizes(axis_sizes)
     with io.open_array(input_ref) as source:
-        data = source.read_all()
-    result = _reshape_data(data, preset, pattern, sizes, mask, drop_padding, timesteps)
-    out, side_outputs = result
-    summary = _summary(
-        "reshape",
-        input_ref,
-        data.shape,
-        data.dtype,
-        out.shape,
-        out.dtype,
-        {
+        out_shape, compute = _reshape_job(
+            tuple(source.shape), preset, pattern, sizes, mask, drop_padding, timesteps
+        )
+        options = {
             "to": preset,
             "pattern": pattern,
             "sizes": sizes,
             "drop_padding": drop_padding,
             "layout": mask.layout,
-        },
-    )
-    if output.dry_run:
-        _report(summary, output, dry_run=True)
-        return
+        }
+        summary = _summary(
+            "reshape", input_ref, source.shape, source.dtype, out_shape, source.dtype, options
+        )
+        if output.dry_run:
+            _report(summary, output, dry_run=True)
+            return
+        out, side_outputs = compute(source.read_all())
     side_targets = {"lengths": lengths_out, "mask": mask_out}
     _save_reshaped(term, output, input_ref, mask, out, side_outputs, side_targets, summary)
 
 
-def _reshape_data(
-    data: Any,
+ReshapeCompute = Callable[[Any], "tuple[Any, dict[str, Any]]"]
+
+
+def _reshape_job(
+    shape: tuple[int, ...],
     preset: str | None,
     pattern: str | None,
     sizes: dict[str, int],
     mask: MaskRequest,
     drop_padding: bool,
     timesteps: int | None,
-) -> tuple[Any, dict[str, Any]]:
-    from lstmshape.api import ntf_shape
+) -> tuple[tuple[int, ...], ReshapeCompute]:
+    """The output shape, known without reading data, and the function that makes it."""
     from lstmshape.strategies import reshape as kernels
 
+    if drop_padding and preset != "steps":
+        raise InputError("--drop-padding goes with --to steps")
     if pattern is not None:
-        return kernels.rearrange_pattern(data, pattern, sizes), {}
+        shape_out = kernels.pattern_shape(shape, pattern, sizes)
+        return shape_out, lambda data: (kernels.rearrange_pattern(data, pattern, sizes), {})
     if preset == "padded":
-        if mask.lengths_ref is None:
-            raise InputError("--to padded needs --lengths (the lengths of the packed samples)")
-        spec_lengths = _load_small(_io(), mask.lengths_ref, "lengths")
-        padded, out_mask = kernels.pad_steps(
-            data, spec_lengths, t=timesteps, pad_side=mask.pad_side
-        )  # type: ignore[arg-type]
-        if mask.layout == "tnf":
+        return _pad_job(shape, mask, timesteps)
+    if drop_padding:
+        return _pack_job(shape, mask)
+    layout = mask.layout
+    shape_out = kernels.preset_shape(shape, preset, layout)  # type: ignore[arg-type]
+    return shape_out, lambda data: (kernels.reshape_preset(data, preset, layout=layout), {})
+
+
+def _pad_job(
+    shape: tuple[int, ...], mask: MaskRequest, timesteps: int | None
+) -> tuple[tuple[int, ...], ReshapeCompute]:
+    from lstmshape.strategies import reshape as kernels
+
+    if mask.lengths_ref is None:
+        raise InputError("--to padded needs --lengths (the lengths of the packed samples)")
+    lengths = _load_small(_io(), mask.lengths_ref, "lengths")
+    n, t, *features = kernels.pad_shape(shape, lengths, timesteps)
+    time_major = mask.layout == "tnf"
+
+    def compute(data: Any) -> tuple[Any, dict[str, Any]]:
+        padded, out_mask = kernels.pad_steps(data, lengths, t=timesteps, pad_side=mask.pad_side)  # type: ignore[arg-type]
+        if time_major:
             padded, out_mask = padded.transpose(1, 0, 2), out_mask.T
         return padded, {"mask": out_mask}
-    if drop_padding:
-        if preset != "steps":
-            raise InputError("--drop-padding goes with --to steps")
-        shape_ntf = ntf_shape(data.shape, mask.layout, command="reshape")  # type: ignore[arg-type]
-        validity = _mask_spec(mask, shape_ntf).validity
-        if validity is None:
-            raise InputError("--drop-padding needs --mask or --lengths")
-        x_ntf = data.transpose(1, 0, 2) if mask.layout == "tnf" else data
-        packed, lengths = kernels.pack_steps(x_ntf, validity)
+
+    return ((t, n, *features) if time_major else (n, t, *features)), compute
+
+
+def _pack_job(shape: tuple[int, ...], mask: MaskRequest) -> tuple[tuple[int, ...], ReshapeCompute]:
+    from lstmshape.api import as_ntf, ntf_shape
+    from lstmshape.strategies import reshape as kernels
+
+    shape_ntf = ntf_shape(shape, mask.layout, command="reshape --drop-padding")  # type: ignore[arg-type]
+    if not mask.given:
+        raise InputError("--drop-padding needs --mask, --lengths or --mask-value")
+    spec = _mask_spec(mask, shape_ntf)
+    layout = mask.layout
+
+    def compute(data: Any) -> tuple[Any, dict[str, Any]]:
+        x_ntf = as_ntf(data, layout)  # type: ignore[arg-type]
+        packed, lengths = kernels.pack_steps(x_ntf, spec.for_block(x_ntf, 0, shape_ntf[0]))
         return packed, {"lengths": lengths}
-    return kernels.reshape_preset(data, preset, layout=mask.layout), {}  # type: ignore[arg-type]
+
+    if spec.validity is None:  # --mask-value: the count needs the data
+        return (-1, shape_ntf[2]), compute
+    return kernels.pack_shape(shape_ntf, spec.validity), compute
 
 
 def _io() -> Any:
