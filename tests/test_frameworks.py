@@ -171,3 +171,11 @@ def test_einops_patterns_and_presets():
         np.testing.assert_array_equal(out, ref[f"out__{name}"])
         preset = name.replace("_", "-")
         np.testing.assert_array_equal(reshape_preset(source, preset), ref[f"out__{name}"])
+
+
+def test_cli_pool_mask_equals_keras_global_average(run_cli):
+    path = FIXTURES / "keras_global_avg_masked.npz"
+    result = run_cli(["pool", f"{path}:x", "--mask", f"{path}:mask"])
+    assert result.exit_code == 0, result.stderr
+    out = np.load(io.BytesIO(result.stdout_bytes))
+    np.testing.assert_allclose(out, _load("keras_global_avg_masked.npz")["gap_mask"], **CLOSE)
