@@ -16,7 +16,17 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Layout, PadSide, Validity, build_validity, require_nonempty
+from lstmshape.masks import (
+    Layout,
+    PadSide,
+    Validity,
+    build_validity,
+    check_nan_policy,
+    count_nans,
+    describe_nans,
+    omit_nan_steps,
+    require_nonempty,
+)
 from lstmshape.strategies import project as project_kernels
 from lstmshape.strategies import reduce as reduce_kernels
 from lstmshape.strategies import reshape as reshape_kernels
@@ -43,6 +53,14 @@ class Plan:
     kernel: Kernel = field(repr=False)
     options: dict[str, Any] = field(default_factory=dict)
     mask_out_shape: tuple[int, ...] | None = None
+    on_finish: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def finish(self) -> None:
+        """Raise for what only the whole input shows: NaN under `--nan-policy raise`, and
+        samples that `--nan-policy omit` emptied under `--empty error`. Call it once, after
+        every block went through `apply` (and before the output is published)."""
+        if self.on_finish is not None:
+            self.on_finish()
 
     @property
     def rejects_empty(self) -> bool:
@@ -99,6 +117,7 @@ def _finish_plan(
     keeps_time: bool,
     options: dict[str, Any],
     shape_ntf: tuple[int, ...] | None = None,
+    on_finish: Callable[[], None] | None = None,
 ) -> Plan:
     shape_ntf = shape_ntf or ntf_shape(shape, layout, command=operation)
     probe_out, probe_extra = _probe(kernel, shape_ntf, dtype)
@@ -118,12 +137,70 @@ def _finish_plan(
         kernel=kernel,
         options=options,
         mask_out_shape=mask_out_shape,
+        on_finish=on_finish,
     )
 
 
 def _kernel_empty(empty: str) -> str:
     """The kernels' policy: `error` is checked by the caller over the whole batch."""
     return "zero" if empty == "error" else empty
+
+
+_SHOWN = 5  # sample indices named in an error
+
+
+@dataclass
+class _NanTally:
+    """Applies a NaN policy block by block and remembers what the whole input showed.
+
+    Blocks reach a plan's kernel in order, so the samples seen so far give each block's
+    offset and errors name samples by their index in the file.
+    """
+
+    policy: str
+    empty_error: bool = False
+    seen: int = 0
+    values: int = 0
+    samples: list[int] = field(default_factory=list)
+    n_samples: int = 0
+    emptied: list[int] = field(default_factory=list)
+    n_emptied: int = 0
+
+    def validity(self, x_ntf: Array, validity: Validity) -> Validity:
+        """The validity the kernel should use for this block."""
+        offset, self.seen = self.seen, self.seen + x_ntf.shape[0]
+        if self.policy == "raise":
+            values, samples = count_nans(x_ntf, validity)
+            self.values += values
+            self.n_samples += len(samples)
+            self.samples += (samples[:_SHOWN] + offset).tolist()[: _SHOWN - len(self.samples)]
+            return validity
+        if self.policy == "omit":
+            kept = omit_nan_steps(x_ntf, validity)
+            if self.empty_error and kept is not validity:
+                before = validity.counts() > 0
+                lost = np.flatnonzero(before & (kept.counts() == 0))
+                self.n_emptied += len(lost)
+                self.emptied += (lost[:_SHOWN] + offset).tolist()[: _SHOWN - len(self.emptied)]
+            return kept
+        return validity
+
+    def finish(self) -> None:
+        if self.values:
+            raise InputError(describe_nans(self.values, self.samples, self.n_samples))
+        if self.n_emptied:
+            shown = ", ".join(str(i) for i in self.emptied)
+            more = ", ..." if self.n_emptied > len(self.emptied) else ""
+            noun = "sample has" if self.n_emptied == 1 else "samples have"
+            raise InputError(
+                f"{self.n_emptied} {noun} no valid timestep once steps holding NaN are "
+                f"omitted ({shown}{more}); use --empty nan or --empty zero"
+            )
+
+
+def _nan_tally(policy: str, *, empty: str | None = None) -> _NanTally | None:
+    check_nan_policy(policy)
+    return None if policy == "propagate" else _NanTally(policy, empty_error=empty == "error")
 
 
 def plan_reduce(
@@ -135,13 +212,19 @@ def plan_reduce(
     bidirectional: bool = False,
     keepdims: bool = False,
     empty: str = "error",
+    nan_policy: str = "propagate",
 ) -> Plan:
-    """Plan a many-to-one reduction, (N, T, F) -> (N, F) or (N, 1, F)."""
+    """Plan a many-to-one reduction, (N, T, F) -> (N, F) or (N, 1, F).
+
+    nan_policy: "propagate", "omit" (steps holding NaN are padding) or "raise"; see
+    `Plan.finish` for the checks that need the whole input.
+    """
+    tally = _nan_tally(nan_policy, empty=empty)
 
     def kernel(x: Array, validity: Validity) -> Array:
         return reduce_kernels.reduce_steps(
             x,
-            validity,
+            validity if tally is None else tally.validity(x, validity),
             strategy,
             bidirectional=bidirectional,
             keepdims=keepdims,
@@ -153,9 +236,19 @@ def plan_reduce(
         "bidirectional": bidirectional,
         "keepdims": keepdims,
         "empty": empty,
+        "nan_policy": nan_policy,
         "layout": layout,
     }
-    return _finish_plan("reduce", shape, dtype, layout, kernel, keeps_time=False, options=options)
+    return _finish_plan(
+        "reduce",
+        shape,
+        dtype,
+        layout,
+        kernel,
+        keeps_time=False,
+        options=options,
+        on_finish=None if tally is None else tally.finish,
+    )
 
 
 def plan_pool(
@@ -168,27 +261,52 @@ def plan_pool(
     padding: str = "valid",
     layout: Layout = "ntf",
     empty: str = "error",
+    nan_policy: str = "propagate",
 ) -> Plan:
-    """Plan global pooling (no `pool_size`) or Keras-style windowed pooling."""
-    options: dict[str, Any] = {"op": op, "layout": layout}
+    """Plan global pooling (no `pool_size`) or Keras-style windowed pooling.
+
+    nan_policy: as `plan_reduce`; with windows, "omit" can leave a window without a valid
+    step (0, and False in the output mask).
+    """
+    options: dict[str, Any] = {"op": op, "layout": layout, "nan_policy": nan_policy}
     if pool_size is None:
         if strides is not None:
             raise InputError("--strides needs --pool-size")
+        tally = _nan_tally(nan_policy, empty=empty)
 
         def global_kernel(x: Array, validity: Validity) -> Array:
+            if tally is not None:
+                validity = tally.validity(x, validity)
             return reduce_kernels.global_pool(x, validity, op, empty=_kernel_empty(empty))
 
         options["empty"] = empty
         return _finish_plan(
-            "pool", shape, dtype, layout, global_kernel, keeps_time=False, options=options
+            "pool",
+            shape,
+            dtype,
+            layout,
+            global_kernel,
+            keeps_time=False,
+            options=options,
+            on_finish=None if tally is None else tally.finish,
         )
+    window_tally = _nan_tally(nan_policy)
 
     def window_kernel(x: Array, validity: Validity) -> tuple[Array, Array]:
+        if window_tally is not None:
+            validity = window_tally.validity(x, validity)
         return window_kernels.pool_windows(x, validity, op, pool_size, strides, padding)
 
     options.update(pool_size=pool_size, strides=strides or pool_size, padding=padding)
     return _finish_plan(
-        "pool", shape, dtype, layout, window_kernel, keeps_time=True, options=options
+        "pool",
+        shape,
+        dtype,
+        layout,
+        window_kernel,
+        keeps_time=True,
+        options=options,
+        on_finish=None if window_tally is None else window_tally.finish,
     )
 
 
@@ -285,6 +403,7 @@ def _run(plan: Plan, x: Array, validity: Validity) -> Array:
     plan.check_empty(validity)
     x_ntf = as_ntf(np.asarray(x), plan.layout) if len(plan.in_shape) == 3 else np.asarray(x)
     out, _ = plan.apply(x_ntf, validity)
+    plan.finish()
     return out
 
 
@@ -300,6 +419,7 @@ def reduce(
     bidirectional: bool = False,
     keepdims: bool = False,
     empty: str = "error",
+    nan_policy: str = "propagate",
 ) -> Array:
     """Many-to-one: one vector per sample from its valid steps.
 
@@ -316,6 +436,7 @@ def reduce(
         bidirectional=bidirectional,
         keepdims=keepdims,
         empty=empty,
+        nan_policy=nan_policy,
     )
     validity = _validity(data, None, mask, lengths, mask_value, pad_side, layout)
     return _run(plan, data, validity)
@@ -334,6 +455,7 @@ def pool(
     pad_side: PadSide = "post",
     layout: Layout = "ntf",
     empty: str = "error",
+    nan_policy: str = "propagate",
     return_mask: bool = False,
 ) -> Array | tuple[Array, npt.NDArray[np.bool_]]:
     """Global (no `pool_size`) or windowed pooling over valid steps only.
@@ -352,10 +474,12 @@ def pool(
         padding=padding,
         layout=layout,
         empty=empty,
+        nan_policy=nan_policy,
     )
     validity = _validity(data, None, mask, lengths, mask_value, pad_side, layout)
     plan.check_empty(validity)
     out, out_mask = plan.apply(as_ntf(data, layout), validity)
+    plan.finish()
     if return_mask:
         if out_mask is None:
             out_mask = np.ones(out.shape[:1], dtype=bool) if out.ndim == 2 else out_mask

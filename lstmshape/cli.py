@@ -229,6 +229,14 @@ mask_options = _stack(
     ),
 )
 
+nan_policy_option = click.option(
+    "--nan-policy",
+    type=click.Choice(["propagate", "omit", "raise"]),
+    default="propagate",
+    show_default=True,
+    help="NaN in a valid step: propagate it, omit the step (as padding) or raise an error.",
+)
+
 report_options = _stack(
     click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout."),
     click.option("-q", "--quiet", is_flag=True, help="No table on stderr."),
@@ -479,16 +487,23 @@ def _run_streamed(
             force=output.force,
             inputs=inputs,
             provenance=provenance,
+            hold_stdout=_checks_at_end(plan, spec),
         ) as sink,
     ):
         out_mask = stream.run_plan(
             source, plan, spec, sink, chunk_bytes=int(output.chunk_mb * 2**20), on_block=advance
         )
+        plan.finish()  # whole-input checks (--nan-policy) before the output is published
     summary.steps[-1].where = _where(target)
     if mask_out is not None and out_mask is not None:
         io.save(out_mask, mask_out, force=output.force, inputs=inputs, provenance=provenance)
         _add_step(summary, "output mask", out_mask.shape, out_mask.dtype, _where(mask_out))
     _report(summary, output)
+
+
+def _checks_at_end(plan: Plan, spec: MaskSpec) -> bool:
+    """True when the run can still fail after its last block: standard output must then wait."""
+    return plan.on_finish is not None or (plan.rejects_empty and spec.validity is None)
 
 
 def _add_step(summary: Summary, label: str, shape: Any, dtype: Any, where: str) -> None:
@@ -579,6 +594,7 @@ def inspect(
     show_default=True,
     help="What a sample with no valid step gives.",
 )
+@nan_policy_option
 @mask_options
 @output_options
 @_requests
@@ -591,6 +607,7 @@ def reduce(
     bidirectional: bool,
     keepdims: bool,
     empty: str,
+    nan_policy: str,
 ) -> None:
     """Many-to-one: (N, T, F) -> (N, F), one vector per sample from its valid steps.
 
@@ -610,6 +627,7 @@ def reduce(
             bidirectional=bidirectional,
             keepdims=keepdims,
             empty=empty,
+            nan_policy=nan_policy,
         )
         spec = _mask_spec(mask, shape_ntf)
         warning = None
@@ -648,6 +666,7 @@ def _padding_warning(source: Any, layout: str, shape_ntf: tuple[int, ...]) -> st
     help="Global pooling: what a sample with no valid step gives.",
 )
 @click.option("--mask-out", type=REF, default=None, help="Write the (N, T') window mask here.")
+@nan_policy_option
 @mask_options
 @output_options
 @_requests
@@ -662,6 +681,7 @@ def pool(
     padding: str,
     empty: str,
     mask_out: ArrayRef | None,
+    nan_policy: str,
 ) -> None:
     """Pool over time: global (N, T, F) -> (N, F), or windowed -> (N, T', F) as Keras.
 
@@ -686,6 +706,7 @@ def pool(
             padding=padding,
             layout=mask.layout,
             empty=empty,
+            nan_policy=nan_policy,
         )  # type: ignore[arg-type]
         spec = _mask_spec(mask, shape_ntf)
         _run_streamed(term, input_ref, source, plan, spec, output, mask, mask_out=mask_out)

@@ -29,6 +29,8 @@ import stat
 import struct
 import sys
 import tempfile
+import tokenize
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +42,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 import numpy.typing as npt
 
+from lstmshape import readers
 from lstmshape._version import __version__
 from lstmshape.errors import InputError, OutputError
 from lstmshape.refs import ArrayRef, parse_ref
@@ -71,7 +74,17 @@ _STDIN = "standard input"
 _MAX_LISTED = 20
 _COPY_BUFFER = 1 << 20
 # Errors a damaged .npy/.npz stream can raise while its header or data is parsed.
-_PARSE_ERRORS = (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error, SyntaxError)
+_PARSE_ERRORS = (
+    ValueError,
+    EOFError,
+    OSError,
+    zipfile.BadZipFile,
+    zlib.error,
+    SyntaxError,
+    tokenize.TokenError,  # numpy re-tokenizes a header it cannot parse
+    RecursionError,  # a header of deeply nested brackets
+    OverflowError,
+)
 
 
 class StdoutClosedError(OutputError, BrokenPipeError):
@@ -151,12 +164,17 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _text(name: str | bytes) -> str:
+    """A name for a message: h5py gives bytes for an HDF5 name that is not UTF-8."""
+    return name.decode("utf-8", "backslashreplace") if isinstance(name, bytes) else name
+
+
 def _os_reason(exc: OSError) -> str:
     return exc.strerror or _one_line(exc)
 
 
 def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_MAX_LISTED])
+    shown = ", ".join(_text(name) for name in names[:_MAX_LISTED])
     more = len(names) - _MAX_LISTED
     return f"{shown}, … ({more} more)" if more > 0 else shown
 
@@ -433,10 +451,21 @@ def _open_npy(ref: ArrayRef) -> ArraySource:
     _refuse_objects(ref.path, header.dtype)
     _check_length(ref.path, size - header.offset, header)
     try:
-        data = np.load(ref.path, mmap_mode="r", allow_pickle=False)
+        with _quiet_header_warnings():
+            data = np.load(ref.path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise InputError(f"cannot read {ref.path}: {_one_line(exc)}") from None
-    return ArraySource(ArrayInfo(ref, header.shape, header.dtype, "npy"), data)
+    reader = _file_reader(ref.path, header.offset, header, data, ref.path)
+    return ArraySource(ArrayInfo(ref, header.shape, header.dtype, "npy"), data, reader=reader)
+
+
+def _file_reader(
+    path: str, offset: int, header: _NpyHeader, data: np.ndarray, where: str
+) -> readers.Reader:
+    """Positioned reads for C-order data at `offset`; the memory map for Fortran order."""
+    if header.fortran and len(header.shape) > 1:
+        return readers.InMemory(data)
+    return readers.FileArray(path, offset, header.shape, header.dtype, where)
 
 
 # standard input --------------------------------------------------------------------------
@@ -468,7 +497,8 @@ def _open_stdin(ref: ArrayRef) -> ArraySource:
         data, dtype=header.dtype, count=math.prod(header.shape), offset=header.offset
     )
     array = flat.reshape(header.shape, order=header.order)
-    return ArraySource(ArrayInfo(ref, header.shape, header.dtype, "npy"), array)
+    info = ArrayInfo(ref, header.shape, header.dtype, "npy")
+    return ArraySource(info, array, reader=readers.InMemory(array))
 
 
 # .npz ------------------------------------------------------------------------------------
@@ -532,8 +562,8 @@ def _open_npz(ref: ArrayRef) -> ArraySource:
         entries = _npz_entries(ref.path, zf)
         key = _npz_pick(ref, entries)
         member, header = entries[key]
-        data = _npz_member_data(ref.path, zf, member, header, f"{ref.path}:{key}")
-    return ArraySource(_npz_info(ref.path, key, header), data)
+        data, reader = _npz_member_data(ref.path, zf, member, header, f"{ref.path}:{key}")
+    return ArraySource(_npz_info(ref.path, key, header), data, reader=reader)
 
 
 def _zip_data_offset(path: str, member: zipfile.ZipInfo) -> int | None:
@@ -549,15 +579,18 @@ def _zip_data_offset(path: str, member: zipfile.ZipInfo) -> int | None:
 
 def _npz_member_data(
     path: str, zf: zipfile.ZipFile, member: zipfile.ZipInfo, header: _NpyHeader, where: str
-) -> np.ndarray:
-    """Memory-map an uncompressed member (np.savez); read a compressed one into memory."""
+) -> tuple[np.ndarray | None, readers.Reader]:
+    """An uncompressed member (np.savez) is memory-mapped and read at its offset in the
+    archive; a compressed one (np.savez_compressed) is decompressed block by block when read
+    (data None). NumPy's own `mmap_mode` silently loads .npz members whole."""
     if header.nbytes == 0:
-        return np.empty(header.shape, header.dtype, order=header.order)
+        empty = np.empty(header.shape, header.dtype, order=header.order)
+        return empty, readers.InMemory(empty)
     stored = member.compress_type == zipfile.ZIP_STORED and not member.flag_bits & 1
     offset = _zip_data_offset(path, member) if stored else None
     try:
         if offset is not None:
-            return np.memmap(
+            data = np.memmap(
                 path,
                 dtype=header.dtype,
                 mode="r",

@@ -340,7 +340,8 @@ class PcaAccumulator:
         n_b = rows.shape[0]
         if n_b == 0:
             return
-        rows64 = rows.astype(np.float64)  # one block-sized float64 copy
+        with np.errstate(invalid="ignore"):  # a signalling NaN in the data warns on the cast
+            rows64 = rows.astype(np.float64)  # one block-sized float64 copy
         mean_b = rows64.mean(axis=0)
         rows64 -= mean_b
         m2_b = rows64.T @ rows64

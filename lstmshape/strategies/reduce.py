@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
-from lstmshape.masks import BoolArray, Validity, describe_empty
+from lstmshape.masks import BoolArray, NanPolicy, Validity, apply_nan_policy, describe_empty
 
 Strategy = Literal["last", "first", "mean", "max", "min", "sum"]
 EmptyPolicy = Literal["error", "nan", "zero"]
@@ -114,6 +114,7 @@ def reduce_steps(
     bidirectional: bool = False,
     keepdims: bool = False,
     empty: EmptyPolicy = "error",
+    nan_policy: NanPolicy = "propagate",
 ) -> Array:
     """Reduce each sample's valid timesteps: (N, T, F) -> (N, F), or (N, 1, F) with keepdims.
 
@@ -126,6 +127,10 @@ def reduce_steps(
         (F must still be even).
     empty: a sample with no valid step raises `InputError` ("error"), or its row is filled
         with NaN ("nan"; float and complex output only) or 0 ("zero").
+    nan_policy: NaN in a valid step "propagate"s into the result as arithmetic gives it;
+        "omit" treats every step holding a NaN in any feature as padding (so it may empty
+        a sample, see `empty`); "raise" raises `InputError` counting the NaN values and
+        samples. Padding is never read, whatever it holds. Inf is a number, not NaN.
 
     >>> x = np.arange(12.0).reshape(2, 3, 2)
     >>> reduce_steps(x, Validity.from_lengths([2, 3], t=3), "last").tolist()
@@ -138,6 +143,7 @@ def reduce_steps(
     _check_validity(validity, n, t)
     if bidirectional and f % 2:
         raise InputError(f"--bidirectional needs an even number of features; got F={f}")
+    validity = apply_nan_policy(data, validity, nan_policy)
 
     empties = validity.empty_samples()
     if empties.size:
@@ -164,21 +170,27 @@ def reduce_steps(
 
 
 def global_pool(
-    x: npt.ArrayLike, validity: Validity, op: PoolOp = "avg", *, empty: EmptyPolicy = "error"
+    x: npt.ArrayLike,
+    validity: Validity,
+    op: PoolOp = "avg",
+    *,
+    empty: EmptyPolicy = "error",
+    nan_policy: NanPolicy = "propagate",
 ) -> Array:
     """Global pooling over valid timesteps: (N, T, F) -> (N, F).
 
     "avg" equals Keras `GlobalAveragePooling1D` with a mask (sum of valid steps / number of
     valid steps); "max" takes the maximum over valid steps only, so padding never wins
     (Keras's `GlobalMaxPooling1D` ignores masks). dtypes and `empty` as `reduce_steps` with
-    strategy "mean" / "max".
+    strategy "mean" / "max"; `nan_policy` as `reduce_steps`.
 
     >>> x = np.array([[[1.0], [3.0], [-9.0]]])
     >>> global_pool(x, Validity.from_lengths([2], t=3), "max").tolist()
     [[3.0]]
     """
     _check_choice("pooling op", op, POOL_OPS)
-    return reduce_steps(x, validity, "mean" if op == "avg" else "max", empty=empty)
+    strategy: Strategy = "mean" if op == "avg" else "max"
+    return reduce_steps(x, validity, strategy, empty=empty, nan_policy=nan_policy)
 
 
 def global_pool_shape(shape_ntf: tuple[int, ...]) -> tuple[int, ...]:

@@ -36,7 +36,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity, checked_mask
+from lstmshape.masks import NanPolicy, Validity, apply_nan_policy, check_nan_policy, checked_mask
 
 PoolOp = Literal["avg", "max"]
 Padding = Literal["valid", "same"]
@@ -146,12 +146,17 @@ def pool_windows(
     pool_size: int = 2,
     strides: int | None = None,
     padding: Padding | str = "valid",
+    nan_policy: NanPolicy | str = "propagate",
 ) -> tuple[np.ndarray, npt.NDArray[np.bool_]]:
     """Windowed pooling over time of (N, T, F) data: returns ((N, T', F), (N, T') out-mask).
 
     Keras ``AveragePooling1D`` / ``MaxPooling1D`` placement (``pool_size`` defaults to 2 and
     ``strides`` to ``pool_size``, as in Keras); only in-range, valid steps count. A window
     with no valid step holds 0 and is False in the out-mask.
+
+    ``nan_policy``: NaN in a valid step "propagate"s to the windows holding it; "omit"
+    treats every step holding a NaN in any feature as padding (the out-mask shows windows
+    left without a valid step); "raise" raises `InputError` counting NaN values and samples.
 
     >>> x = np.arange(5.0).reshape(1, 5, 1)
     >>> out, valid = pool_windows(x, None, "avg", 2, 1, "same")
@@ -171,6 +176,11 @@ def pool_windows(
         raise InputError(f"pool op must be one of {', '.join(POOL_OPS)}; got {op!r}")
     n, t, f = data.shape
     p, s, _, t_out, pad_before = _resolve(t, pool_size, strides, padding)
+    check_nan_policy(nan_policy)
+    if nan_policy != "propagate":
+        validity = Validity.all_valid(n, t) if validity is None else validity
+        checked_mask(validity, n, t)  # the shape check, before the data is scanned
+        validity = apply_nan_policy(data, validity, nan_policy)
     mask = checked_mask(validity, n, t)
 
     is_float = np.issubdtype(data.dtype, np.floating)
@@ -218,11 +228,12 @@ def pool_windows(
         has_any = out_valid[:, :, None]
 
     if op == "avg":
-        sums = _window_sums(padded, p, s, t_out)
-        denom = counts[:, :, None] if counts.ndim == 2 else counts[None, :, None]
-        result = np.zeros_like(sums)
-        np.divide(sums, denom, out=result, where=denom > 0)
-        return result.astype(out_dtype, copy=False), out_valid
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is the data's own NaN
+            sums = _window_sums(padded, p, s, t_out)
+            denom = counts[:, :, None] if counts.ndim == 2 else counts[None, :, None]
+            result = np.zeros_like(sums)
+            np.divide(sums, denom, out=result, where=denom > 0)
+            return result.astype(out_dtype, copy=False), out_valid
 
     result = _window_maxes(padded, p, s, t_out)
     if has_any is not None:
