@@ -279,11 +279,43 @@ def _read_npy_header(fh: io.BufferedIOBase, where: str, noun: str = "file") -> _
     """Parse a .npy header at the stream's position; data follows at `offset`."""
     start = fh.tell()
     try:
-        version = np.lib.format.read_magic(fh)
-        shape, fortran, dtype = _read_header_fields(fh, version)
+        with _quiet_header_warnings():
+            version = np.lib.format.read_magic(fh)
+            shape, fortran, dtype = _read_header_fields(fh, version)
     except _PARSE_ERRORS as exc:
         raise InputError(f"{where} is not a valid .npy {noun} ({_one_line(exc)})") from None
-    return _NpyHeader(tuple(int(s) for s in shape), bool(fortran), dtype, fh.tell() - start)
+    header = _NpyHeader(tuple(int(s) for s in shape), bool(fortran), dtype, fh.tell() - start)
+    _check_npy_header(where, noun, header)
+    return header
+
+
+@contextlib.contextmanager
+def _quiet_header_warnings() -> Any:
+    """numpy warns (UserWarning) when it had to re-parse a Python 2 header; the header is
+    checked here anyway, and a warning would break the one-line error contract."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*Python 2.*")
+        yield
+
+
+_MAX_NDIM = 64  # numpy's limit on the number of axes
+
+
+def _check_npy_header(where: str, noun: str, header: _NpyHeader) -> None:
+    """Refuse a parsed header that numpy cannot map: negative or overflowing sizes, too many
+    axes, zero-byte items. Runs before any data is touched, so a lying header costs nothing."""
+    shape, dtype = header.shape, header.dtype
+    bad = None
+    if len(shape) > _MAX_NDIM:
+        bad = f"{len(shape)} axes (numpy allows {_MAX_NDIM})"
+    elif any(size < 0 for size in shape):
+        bad = f"a negative size in shape {shape}"
+    elif dtype.itemsize == 0:
+        bad = f"items of 0 bytes (dtype {dtype})"
+    elif header.nbytes > sys.maxsize:
+        bad = f"shape {shape} of {dtype}, {header.nbytes} bytes, more than any file can hold"
+    if bad is not None:
+        raise InputError(f"{where} is not a valid .npy {noun}: its header declares {bad}")
 
 
 def _check_length(where: str, available: int, header: _NpyHeader) -> None:
@@ -318,10 +350,23 @@ class ArraySource:
     Use it as a context manager; it keeps its file open until closed.
     """
 
-    def __init__(self, info: ArrayInfo, data: Any, close: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        info: ArrayInfo,
+        data: Any,
+        close: Callable[[], None] | None = None,
+        reader: readers.Reader | None = None,
+    ) -> None:
         self.info = info
-        self._data = data  # an ndarray/np.memmap or an h5py.Dataset
+        self._data = data  # an ndarray/np.memmap, an h5py.Dataset, or None: read via reader
         self._close = close
+        self._reader = reader
+        self._closed = False
+
+    @property
+    def reader(self) -> readers.Reader | None:
+        """The block/row reader the streaming engine uses (`lstmshape.readers`)."""
+        return self._reader
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -349,13 +394,26 @@ class ArraySource:
                 f"{self.info.ref} has shape {self.shape}; it has no axis {axis} to read along"
             )
         lo, hi, _ = slice(start, stop).indices(self.shape[axis])
-        return self._get((slice(None),) * axis + (slice(lo, max(lo, hi)),))
+        hi = max(lo, hi)
+        if self._data is None and not self._closed:
+            return self._read_fresh(lo, hi, axis)
+        return self._get((slice(None),) * axis + (slice(lo, hi),))
 
     def read_all(self) -> np.ndarray:
         """The whole array (memory-mapped for .npy files, read into memory for HDF5)."""
         if isinstance(self._data, np.ndarray):
             return self._data
+        if self._data is None and not self._closed and self.ndim:
+            return self._read_fresh(0, self.shape[0], 0)
         return self._get(())
+
+    def _read_fresh(self, start: int, stop: int, axis: int) -> np.ndarray:
+        """Indices `start:stop` along `axis` read by the reader into a new array."""
+        assert self._reader is not None
+        shape = (*self.shape[:axis], stop - start, *self.shape[axis + 1 :])
+        out = np.empty(shape, self.dtype)
+        self._reader.read_into(start, stop, axis, out)
+        return out
 
     def _get(self, selection: Any) -> np.ndarray:
         if self._data is None:
@@ -368,6 +426,10 @@ class ArraySource:
     def close(self) -> None:
         """Release the file; arrays already returned stay valid."""
         self._data = None
+        self._closed = True
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._close is not None:
             self._close()
             self._close = None
@@ -598,8 +660,15 @@ def _npz_member_data(
                 shape=header.shape,
                 order=header.order,
             )
+            return data, _file_reader(path, offset + header.offset, header, data, where)
+        if not header.fortran or len(header.shape) < 2:
+            stream = readers.ZipStream(
+                path, member, header.offset, header.shape, header.dtype, where
+            )
+            return None, stream
         with zf.open(member) as fh:
-            return np.lib.format.read_array(fh, allow_pickle=False)
+            loaded = np.lib.format.read_array(fh, allow_pickle=False)
+        return loaded, readers.InMemory(loaded)
     except (*_PARSE_ERRORS, NotImplementedError, RuntimeError) as exc:
         raise InputError(f"cannot read {where}: {_one_line(exc)}") from None
 
@@ -716,10 +785,68 @@ def _open_h5(ref: ArrayRef) -> ArraySource:
     f = _open_h5_file(ref.path)
     try:
         key, dset = _h5_dataset(f, ref)
-        return ArraySource(_h5_info(ref.path, key, dset), dset, close=f.close)
+        reader = _h5_reader(ref.path, dset, f"{ref.path}:{key}")
+        return ArraySource(_h5_info(ref.path, key, dset), dset, close=f.close, reader=reader)
     except BaseException:
         f.close()
         raise
+
+
+def _h5_raw_layout(dset: Any) -> str | None:
+    """'contiguous' or 'chunked' when the dataset's bytes can be read from the file as they
+    are (plain numbers, no filters, no external or virtual storage); None otherwise."""
+    h5d = _h5py().h5d
+    if dset.dtype.kind not in "biufc" or dset.size == 0 or dset.external or dset.is_virtual:
+        return None
+    plist = dset.id.get_create_plist()
+    if plist.get_nfilters():
+        return None
+    layout = plist.get_layout()
+    if layout == h5d.CONTIGUOUS and dset.id.get_offset() is not None:
+        return "contiguous"
+    return "chunked" if layout == h5d.CHUNKED else None
+
+
+def _h5_chunk_offsets(dset: Any, grid: tuple[int, ...]) -> np.ndarray:
+    """The byte offset of every chunk by grid position; -1 for chunks never written."""
+    offsets = np.full(grid, -1, dtype=np.int64)
+    chunks = dset.chunks
+
+    def visit(info: Any) -> None:
+        cell = tuple(c // k for c, k in zip(info.chunk_offset, chunks, strict=True))
+        offsets[cell] = info.byte_offset
+
+    if hasattr(dset.id, "chunk_iter"):
+        dset.id.chunk_iter(visit)
+    else:
+        for index in range(dset.id.get_num_chunks()):
+            visit(dset.id.get_chunk_info(index))
+    return offsets
+
+
+def _h5_reader(path: str, dset: Any, where: str) -> readers.Reader:
+    """Plain positioned reads for unfiltered data (h5py holds the GIL and copies through
+    HDF5's own buffers); h5py's `read_direct` for everything else."""
+    shape = tuple(int(s) for s in dset.shape)
+    try:
+        layout = _h5_raw_layout(dset)
+    except (OSError, RuntimeError, ValueError, TypeError):
+        layout = None
+    if layout == "contiguous":
+        return readers.FileArray(path, dset.id.get_offset(), shape, dset.dtype, where)
+    if layout == "chunked":
+        fill = dset.fillvalue
+        grid = tuple(-(-s // c) for s, c in zip(shape, dset.chunks, strict=True))
+        return readers.ChunkedFile(
+            path,
+            shape,
+            dset.dtype,
+            dset.chunks,
+            lambda: _h5_chunk_offsets(dset, grid),
+            fill,
+            where,
+        )
+    return readers.H5Direct(dset, where)
 
 
 def _list_h5(ref: ArrayRef) -> list[ArrayInfo]:
@@ -1306,18 +1433,23 @@ class _StdoutSink(ArraySink):
     """Streams .npy to standard output, the header with the first block.
 
     Blocks along axis 0 go straight out. Blocks along another axis interleave in the byte
-    stream, so they are collected in an anonymous temporary file and sent on commit.
+    stream, so they are collected in an anonymous temporary file and sent on commit; so are
+    all blocks with `hold`, for writers that may still fail after the last block (bytes
+    sent cannot be taken back). An anonymous file leaves nothing behind, even after kill -9.
     """
 
-    def __init__(self, target: ArrayRef, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+    def __init__(
+        self, target: ArrayRef, shape: tuple[int, ...], dtype: np.dtype[Any], *, hold: bool = False
+    ) -> None:
         super().__init__(target, shape, dtype)
         self._stream: BinaryIO = getattr(sys.stdout, "buffer", sys.stdout)
         self._spool: BinaryIO | None = None
         self._spooler: _NpyWriter | None = None
         self._header_sent = False
+        self._hold = hold
 
     def _write(self, start: int, block: np.ndarray, axis: int) -> None:
-        if axis != 0 and self._spooler is None:
+        if (axis != 0 or self._hold) and self._spooler is None:
             self._spool = tempfile.TemporaryFile()
             self._spooler = _NpyWriter(self._spool, self.shape, self.dtype)
         if self._spooler is not None:
@@ -1408,6 +1540,7 @@ def open_sink(
     force: bool = False,
     inputs: Iterable[RefLike] = (),
     provenance: Mapping[str, Any] | None = None,
+    hold_stdout: bool = False,
 ) -> ArraySink:
     """Open an output for block-wise writing; it appears only when the `with` block succeeds.
 
@@ -1420,6 +1553,9 @@ def open_sink(
         inputs: the inputs, refused as outputs and recorded as the HDF5 `source`.
         provenance: for HDF5, `operation`, `options` (stored as JSON) and any other
             attributes; a `source` entry replaces the one derived from `inputs`.
+        hold_stdout: for `-`, send nothing before commit (the blocks wait in an anonymous
+            temporary file), so a failure found after the last block sends no data at all.
+            Files never need it: they appear only on commit.
 
     Raises:
         InputError: the output is refused (see `check_output`).
@@ -1442,7 +1578,7 @@ def open_sink(
         )
     plan = _plan_output(ref, force=force, inputs=inputs)
     if ref.is_stdio:
-        return _StdoutSink(ref, shape, dt)
+        return _StdoutSink(ref, shape, dt, hold=hold_stdout)
     if plan.format == "npy":
         return _NpySink(plan, shape, dt)
     if plan.format == "npz":
