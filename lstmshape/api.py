@@ -8,6 +8,7 @@ batch-first on the way in, and outputs that keep a time axis are given back time
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,13 @@ class Plan:
     options: dict[str, Any] = field(default_factory=dict)
     mask_out_shape: tuple[int, ...] | None = None
     on_finish: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    #: For last/first: `validity -> (steps, picked)`, the (n, k) step indices each sample
+    #: needs (-1: none) and the validity of those k steps, so that `kernel` applied to the
+    #: (n, k, F) gathered steps gives the same result as on the whole block. The streaming
+    #: engine then reads only those rows (`stream.run_plan`).
+    gather: Callable[[Validity], tuple[Array, Validity]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def finish(self) -> None:
         """Raise for what only the whole input shows: NaN under `--nan-policy raise`, and
@@ -239,7 +247,7 @@ def plan_reduce(
         "nan_policy": nan_policy,
         "layout": layout,
     }
-    return _finish_plan(
+    plan = _finish_plan(
         "reduce",
         shape,
         dtype,
@@ -249,6 +257,30 @@ def plan_reduce(
         options=options,
         on_finish=None if tally is None else tally.finish,
     )
+    if strategy in ("last", "first") and tally is None:
+        plan = dataclasses.replace(plan, gather=_step_gather(strategy, bidirectional))
+    return plan
+
+
+def _step_gather(
+    strategy: str, bidirectional: bool
+) -> Callable[[Validity], tuple[Array, Validity]]:
+    """The steps last/first read: the picked one, or the first and last valid ones when
+    bidirectional (the kernel then takes the forward half of one, the backward of the other).
+    """
+
+    def gather(validity: Validity) -> tuple[Array, Validity]:
+        if bidirectional:
+            steps = np.stack([validity.first_index(), validity.last_index()], axis=1)
+        elif strategy == "last":
+            steps = validity.last_index()[:, None]
+        else:
+            steps = validity.first_index()[:, None]
+        k = steps.shape[1]
+        lengths = np.where(steps[:, 0] >= 0, k, 0).astype(np.intp)
+        return steps, Validity(n=validity.n, t=k, lengths=lengths)
+
+    return gather
 
 
 def plan_pool(

@@ -3,11 +3,36 @@
 Each block holds whole samples (every timestep of them), so any kernel that works
 per sample gives the same result streamed as in memory. A block is sized in bytes
 (`chunk_bytes`), not samples; one sample per block is the floor.
+
+Reading. An `io.ArraySource` carries a `readers.Reader`; blocks are then read into two
+buffers allocated once and reused (`readinto`-style positioned reads, `read_direct` for
+filtered HDF5), the next block read by a background thread while the kernel works on the
+current one. No memory map is involved, so the resident set stays at about two blocks plus
+the kernel's temporaries whatever the input size. Any other source (several files joined,
+Zarr) is read through its `read(start, stop, axis)`.
+
+Kernels receive views of the reused buffers: they must return new arrays (they do; the
+engine copies any output that would share memory with the buffer anyway).
+
+Gathering. `last`/`first` need one step per sample (two with `--bidirectional`); when the
+validity is known before reading (a mask file, lengths, or no mask) and the reader can
+fetch single rows, `run_plan` reads just those rows (`Plan.gather`): time grows with N·F,
+not N·T·F.
+
+Block size (`DEFAULT_CHUNK_BYTES`), measured with bench/run.py on the 2-core machine in
+bench/RESULTS.md (float32 (N, 128, 256), page cache warm, background reads on): blocks of
+1-4 MiB stay in the 2 MiB L2 / shared L3 but pay more per-block overhead (a Python round
+trip, a thread hand-off, one or T system calls); 8-32 MiB blocks run at 90-95% of a plain
+sequential read for mean and max. 16 MiB is the default: at the top of that plateau for
+batch-first and time-major files (128 runs of 128 KiB per block), two buffers cost 32 MiB.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +42,7 @@ import numpy.typing as npt
 from lstmshape.api import Plan, as_ntf
 from lstmshape.errors import InputError
 from lstmshape.masks import Layout, Validity, describe_empty, mask_from_value
+from lstmshape.readers import Reader, aligned_buffer
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 
@@ -58,6 +84,64 @@ def rows_per_block(shape_ntf: tuple[int, ...], itemsize: int, chunk_bytes: int) 
     return max(1, chunk_bytes // max(row_bytes, 1))
 
 
+def _reader_of(source: Any) -> Reader | None:
+    reader = getattr(source, "reader", None)
+    return reader if reader is not None and hasattr(reader, "read_into") else None
+
+
+def _block_step(source: Any, axis: int, n: int, chunk_bytes: int) -> int:
+    """Samples per block: about `chunk_bytes`, rounded to whole stored chunks when chunked."""
+    per_sample = source.dtype.itemsize * math.prod(source.shape) // max(n, 1)
+    step = max(1, chunk_bytes // max(per_sample, 1))
+    reader = _reader_of(source)
+    unit = reader.align(axis) if reader is not None else 1
+    return max(unit, step // unit * unit) if unit > 1 else step
+
+
+def _buffered_blocks(
+    reader: Reader, axis: int, n: int, step: int
+) -> Iterator[tuple[int, int, Array]]:
+    """Blocks `[start, stop)` along `axis` read into two reused buffers, one read ahead.
+
+    A block stays valid until the consumer asks for the next one; the buffer it lives in is
+    then refilled. Reads run in one background thread when the reader releases the GIL.
+    """
+    shape, dtype = reader.shape, reader.dtype
+    per_index = dtype.itemsize * math.prod(shape) // max(shape[axis], 1)
+    count = -(-n // step)
+    depth = 2 if reader.background and count > 1 else 1
+    buffers = [aligned_buffer(min(step, n) * per_index) for _ in range(depth)]
+
+    def fill(k: int) -> tuple[int, int, Array]:
+        start, stop = k * step, min(n, (k + 1) * step)
+        flat = buffers[k % depth][: (stop - start) * per_index]
+        block = flat.view(dtype).reshape(*shape[:axis], stop - start, *shape[axis + 1 :])
+        reader.read_into(start, stop, axis, block)
+        return start, stop, block
+
+    if depth == 1:
+        for k in range(count):
+            yield fill(k)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstmshape-read") as pool:
+        pending: deque[Future[tuple[int, int, Array]]] = deque([pool.submit(fill, 0)])
+        try:
+            for k in range(count):
+                if k + 1 < count:
+                    # The buffer of block k + 1 held block k - 1, which the consumer is done with.
+                    pending.append(pool.submit(fill, k + 1))
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _plain_blocks(source: Any, axis: int, n: int, step: int) -> Iterator[tuple[int, int, Array]]:
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        yield start, stop, source.read(start, stop, axis=axis)
+
+
 def iter_blocks(
     source: BlockReader,
     layout: Layout,
@@ -66,18 +150,78 @@ def iter_blocks(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     on_block: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, int, Array, Validity]]:
-    """Yield `(start, stop, x_ntf, validity)` for consecutive blocks of samples."""
+    """Yield `(start, stop, x_ntf, validity)` for consecutive blocks of samples.
+
+    `x_ntf` may be a view of a reused buffer: it is valid until the next block is asked for.
+    """
     time_major = layout == "tnf" and len(source.shape) == 3
-    n = source.shape[1] if time_major else source.shape[0]
-    shape_ntf = (n, source.shape[0], *source.shape[2:]) if time_major else tuple(source.shape)
-    step = rows_per_block(shape_ntf, source.dtype.itemsize, chunk_bytes)
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        block = source.read(start, stop, axis=1 if time_major else 0)
+    axis = 1 if time_major else 0
+    n = source.shape[axis]
+    step = _block_step(source, axis, n, chunk_bytes)
+    reader = _reader_of(source)
+    if reader is not None and math.prod(source.shape) > 0:
+        blocks = _buffered_blocks(reader, axis, n, step)
+    else:
+        blocks = _plain_blocks(source, axis, n, step)
+    for start, stop, block in blocks:
         x_ntf = as_ntf(block, "tnf") if time_major else block
         yield start, stop, x_ntf, spec.for_block(x_ntf, start, stop)
         if on_block is not None:
             on_block(block.nbytes)
+
+
+# ----------------------------------------------------------------------------- gathering
+
+
+def can_gather(source: Any, plan: Plan, spec: MaskSpec) -> bool:
+    """Whether `run_plan` will read only the rows `plan.gather` asks for."""
+    reader = _reader_of(source)
+    return (
+        plan.gather is not None
+        and spec.mask_value is None
+        and len(plan.in_shape) == 3
+        and reader is not None
+        and reader.supports_rows
+    )
+
+
+def _validity_of(plan: Plan, spec: MaskSpec) -> Validity:
+    if spec.validity is not None:
+        return spec.validity
+    n, t = (plan.in_shape[1], plan.in_shape[0]) if plan.layout == "tnf" else plan.in_shape[:2]
+    return Validity.all_valid(n, t)
+
+
+def _gathered_rows(plan: Plan, validity: Validity, start: int) -> tuple[Array, Array, Validity]:
+    """File rows (flat over all axes but F) of the steps `plan.gather` picks for a block."""
+    steps, picked = plan.gather(validity)  # type: ignore[misc]
+    wanted = steps >= 0
+    sample = np.arange(start, start + validity.n, dtype=np.int64)[:, None]
+    if plan.layout == "tnf":
+        flat = steps.astype(np.int64) * plan.in_shape[1] + sample
+    else:
+        flat = sample * plan.in_shape[1] + steps
+    return flat[wanted], wanted, picked
+
+
+def gather_blocks(
+    source: Any, plan: Plan, spec: MaskSpec, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[tuple[int, Array, Validity, int]]:
+    """Yield `(start, steps, validity, nbytes)`: per block of samples, the (n, k, F) steps
+    `plan.gather` picks, read row by row, and the validity of those k steps."""
+    reader = _reader_of(source)
+    assert reader is not None and plan.gather is not None
+    validity = _validity_of(plan, spec)
+    width, dtype = plan.in_shape[-1], np.dtype(source.dtype)
+    step = max(1, chunk_bytes // max(2 * width * dtype.itemsize, 1))
+    for start in range(0, validity.n, step):
+        block_validity = validity.rows(start, start + step)
+        rows, wanted, picked = _gathered_rows(plan, block_validity, start)
+        staging = np.empty((rows.size, width), dtype)
+        reader.read_rows(rows, staging)
+        steps = np.zeros((*wanted.shape, width), dtype)
+        steps[wanted] = staging
+        yield start, steps, picked, staging.nbytes
 
 
 def _raise_if_empty(empty_blocks: list[Array]) -> None:
@@ -103,6 +247,9 @@ def run_plan(
     out_axis = 1 if plan.keeps_time and plan.layout == "tnf" and len(plan.out_shape) == 3 else 0
     if spec.validity is not None:
         plan.check_empty(spec.validity)  # fail before reading any data
+    if can_gather(source, plan, spec):
+        _run_gather(source, plan, spec, sink, chunk_bytes, on_block)
+        return None
     mask_blocks: list[Array] = []
     empty_blocks: list[Array] = []
     blocks = iter_blocks(source, plan.layout, spec, chunk_bytes=chunk_bytes, on_block=on_block)
@@ -110,12 +257,36 @@ def run_plan(
         if plan.rejects_empty and spec.validity is None:
             empty_blocks.append(validity.empty_samples() + start)
         out, extra = plan.apply(x_ntf, validity)
-        sink.write(start, out, axis=out_axis)
+        sink.write(start, _detached(out, x_ntf), axis=out_axis)
         if extra is not None:
-            mask_blocks.append(extra)
+            mask_blocks.append(_detached(extra, x_ntf))
     _raise_if_empty(empty_blocks)
     if plan.mask_out_shape is None:
         return None
     if not mask_blocks:
         return np.zeros(plan.mask_out_shape, dtype=bool)
     return np.concatenate(mask_blocks, axis=0)
+
+
+def _run_gather(
+    source: Any,
+    plan: Plan,
+    spec: MaskSpec,
+    sink: BlockWriter,
+    chunk_bytes: int,
+    on_block: Callable[[int], None] | None,
+) -> None:
+    """run_plan for last/first: read the picked rows only. Progress counts the input bytes
+    the rows stand for, so a progress bar sized to the input ends at 100%."""
+    n = max(_validity_of(plan, spec).n, 1)
+    blocks = gather_blocks(source, plan, spec, chunk_bytes=chunk_bytes)
+    for start, steps, picked, _nbytes in blocks:
+        out, _ = plan.apply(steps, picked)
+        sink.write(start, out, axis=0)
+        if on_block is not None:
+            on_block(int(source.nbytes) * len(steps) // n)
+
+
+def _detached(out: Array, block: Array) -> Array:
+    """`out`, copied if it shares memory with the (reused) input buffer."""
+    return out.copy() if np.may_share_memory(out, block) else out
