@@ -264,6 +264,68 @@ output_options = _stack(
 )
 
 
+engine_options = _stack(
+    click.option(
+        "--engine",
+        type=click.Choice(["inprocess", "dask"]),
+        default="inprocess",
+        show_default=True,
+        help="inprocess: stream in this process. dask: the same kernels per block on a "
+        "dask cluster (needs lstmshape[dask]).",
+    ),
+    click.option(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="With --engine dask: a running dask scheduler, e.g. tcp://10.0.0.5:8786.",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="With --engine dask: start a local cluster of K worker processes.",
+    ),
+)
+
+
+def _check_engine(request: OutputRequest) -> None:
+    if request.engine != "dask" and (request.scheduler or request.workers):
+        raise click.UsageError("--scheduler and --workers go with --engine dask")
+    if request.scheduler and request.workers:
+        raise click.UsageError("give --scheduler (a running cluster) or --workers, not both")
+
+
+def _dask_session(output: OutputRequest) -> Any:
+    """One dask Session per command (a Client, or a LocalCluster it started), closed with it."""
+    ctx = click.get_current_context()
+    session = ctx.meta.get("lstmshape.dask")
+    if session is None:
+        try:
+            from lstmshape.engines.dask_engine import Session
+        except ImportError as error:
+            raise InputError(
+                f"--engine dask needs the dask extra: pip install 'lstmshape[dask]' ({error})"
+            ) from None
+        session = Session(scheduler=output.scheduler, workers=output.workers)
+        ctx.meta["lstmshape.dask"] = session
+        ctx.call_on_close(session.close)
+    return session
+
+
+def _engine_run_plan(output: OutputRequest) -> Callable[..., Any]:
+    """`stream.run_plan`, or its dask twin (same arguments) under --engine dask."""
+    if output.engine != "dask":
+        from lstmshape.stream import run_plan
+
+        return run_plan
+    session = _dask_session(output)
+    from functools import partial
+
+    from lstmshape.engines import dask_engine
+
+    return partial(dask_engine.run_plan, session=session)
+
+
 @dataclass
 class OutputRequest:
     output_ref: ArrayRef | None
@@ -272,15 +334,22 @@ class OutputRequest:
     chunk_mb: float
     as_json: bool
     quiet: bool
+    engine: str = "inprocess"  # engine_options: reduce, pool, project
+    scheduler: str | None = None
+    workers: int | None = None
 
     @classmethod
     def pop(cls, params: dict[str, Any]) -> OutputRequest:
-        return cls(
+        engine = {k: params.pop(k) for k in ("engine", "scheduler", "workers") if k in params}
+        request = cls(
             **{
                 name: params.pop(name)
                 for name in ("output_ref", "force", "dry_run", "chunk_mb", "as_json", "quiet")
-            }
+            },
+            **engine,
         )
+        _check_engine(request)
+        return request
 
 
 @dataclass
@@ -456,7 +525,7 @@ def _run_streamed(
     warning: str | None = None,
 ) -> None:
     """The shared tail of reduce/pool/project: plan -> check output -> stream -> report."""
-    from lstmshape import io, stream
+    from lstmshape import io
 
     summary = _summary(
         plan.operation,
@@ -490,7 +559,7 @@ def _run_streamed(
             hold_stdout=_checks_at_end(plan, spec),
         ) as sink,
     ):
-        out_mask = stream.run_plan(
+        out_mask = _engine_run_plan(output)(
             source, plan, spec, sink, chunk_bytes=int(output.chunk_mb * 2**20), on_block=advance
         )
         plan.finish()  # whole-input checks (--nan-policy) before the output is published
@@ -597,6 +666,7 @@ def inspect(
 @nan_policy_option
 @mask_options
 @output_options
+@engine_options
 @_requests
 def reduce(
     term: Terminal,
@@ -669,6 +739,7 @@ def _padding_warning(source: Any, layout: str, shape_ntf: tuple[int, ...]) -> st
 @nan_policy_option
 @mask_options
 @output_options
+@engine_options
 @_requests
 def pool(
     term: Terminal,
@@ -738,6 +809,7 @@ def pool(
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default="linear", show_default=True)
 @mask_options
 @output_options
+@engine_options
 @_requests
 def project(
     term: Terminal,
@@ -833,6 +905,15 @@ def _fit_pca(
     """First pass of --pca: accumulate the covariance of the valid steps block by block."""
     from lstmshape.strategies.project import PcaAccumulator
     from lstmshape.stream import iter_blocks
+
+    if output.engine == "dask":  # a distributed pass: partial statistics merged in a tree
+        from lstmshape.engines import dask_engine
+
+        chunk_bytes = int(output.chunk_mb * 2**20)
+        session = _dask_session(output)
+        return dask_engine.fit_pca(
+            source, layout, spec, k, session=session, chunk_bytes=chunk_bytes
+        )
 
     features = source.shape[-1]
     accumulator = PcaAccumulator(features)
