@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import io
 import itertools
 import json
@@ -33,7 +34,7 @@ import tokenize
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from types import TracebackType
@@ -46,6 +47,11 @@ from lstmshape import readers
 from lstmshape._version import __version__
 from lstmshape.errors import InputError, OutputError
 from lstmshape.refs import ArrayRef, parse_ref
+
+try:
+    import fcntl
+except ImportError:  # Windows: writers go unlocked (see _TargetLock)
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "ArrayInfo",
@@ -281,6 +287,7 @@ def _read_npy_header(fh: io.BufferedIOBase, where: str, noun: str = "file") -> _
     try:
         with _quiet_header_warnings():
             version = np.lib.format.read_magic(fh)
+            _check_header_length(fh, version)
             shape, fortran, dtype = _read_header_fields(fh, version)
     except _PARSE_ERRORS as exc:
         raise InputError(f"{where} is not a valid .npy {noun} ({_one_line(exc)})") from None
@@ -299,6 +306,21 @@ def _quiet_header_warnings() -> Any:
 
 
 _MAX_NDIM = 64  # numpy's limit on the number of axes
+# numpy refuses longer header text unless pickles are allowed, but only after reading it:
+# a lying length field would first make it allocate up to 4 GiB.
+_MAX_HEADER_BYTES = 10000
+
+
+def _check_header_length(fh: io.BufferedIOBase, version: tuple[int, int]) -> None:
+    """Refuse a header length field beyond what numpy reads, before anything is allocated."""
+    size_format = "<H" if version == (1, 0) else "<I"
+    start = fh.tell()
+    raw = fh.read(struct.calcsize(size_format))
+    fh.seek(start)
+    if len(raw) == struct.calcsize(size_format):
+        (length,) = struct.unpack(size_format, raw)
+        if length > _MAX_HEADER_BYTES:
+            raise ValueError(f"the header claims {length} bytes (at most {_MAX_HEADER_BYTES})")
 
 
 def _check_npy_header(where: str, noun: str, header: _NpyHeader) -> None:
@@ -312,8 +334,9 @@ def _check_npy_header(where: str, noun: str, header: _NpyHeader) -> None:
         bad = f"a negative size in shape {shape}"
     elif dtype.itemsize == 0:
         bad = f"items of 0 bytes (dtype {dtype})"
-    elif header.nbytes > sys.maxsize:
-        bad = f"shape {shape} of {dtype}, {header.nbytes} bytes, more than any file can hold"
+    elif math.prod(size for size in shape if size) * dtype.itemsize > sys.maxsize:
+        # Also with a zero size elsewhere: numpy multiplies the sizes up in 64 bits.
+        bad = f"shape {shape} of {dtype}, more bytes than any file can hold"
     if bad is not None:
         raise InputError(f"{where} is not a valid .npy {noun}: its header declares {bad}")
 
@@ -569,7 +592,7 @@ def _open_stdin(ref: ArrayRef) -> ArraySource:
 def _open_zip(path: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError) as exc:
         raise InputError(f"{path} is not a valid .npz file ({_one_line(exc)})") from None
 
 
@@ -726,13 +749,33 @@ def _plain(value: Any) -> Any:
 
 
 def _h5_attrs(dset: Any) -> dict[str, Any]:
-    attrs = {}
-    for name in dset.attrs:
+    attrs: dict[str, Any] = {}
+    try:
+        names = list(dset.attrs)
+    except _H5_DAMAGE:  # a damaged attribute table: attributes only inform, the data may be fine
+        return attrs
+    for name in names:
         try:
-            attrs[name] = _plain(dset.attrs[name])
-        except (OSError, TypeError, ValueError):  # an attribute type h5py cannot read
+            attrs[_text(name)] = _plain(dset.attrs[name])
+        except _H5_DAMAGE:  # an attribute type h5py cannot read, or a damaged one
             continue
     return attrs
+
+
+# How h5py reports a damaged file: whichever of these the access that meets the damage
+# raises (a datatype numpy cannot represent is a ValueError, a broken B-tree a RuntimeError).
+_H5_DAMAGE = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+
+
+@contextlib.contextmanager
+def _h5_damage(path: str) -> Iterator[None]:
+    """Turn an h5py failure while reading a file's structure into one InputError line."""
+    try:
+        yield
+    except InputError:
+        raise
+    except _H5_DAMAGE as exc:
+        raise InputError(f"cannot read {path}: {_one_line(exc)}") from None
 
 
 def _h5_info(path: str, key: str, dset: Any) -> ArrayInfo:
@@ -784,9 +827,11 @@ def _h5_dataset(f: Any, ref: ArrayRef) -> tuple[str, Any]:
 def _open_h5(ref: ArrayRef) -> ArraySource:
     f = _open_h5_file(ref.path)
     try:
-        key, dset = _h5_dataset(f, ref)
-        reader = _h5_reader(ref.path, dset, f"{ref.path}:{key}")
-        return ArraySource(_h5_info(ref.path, key, dset), dset, close=f.close, reader=reader)
+        with _h5_damage(ref.path):
+            key, dset = _h5_dataset(f, ref)
+            reader = _h5_reader(ref.path, dset, f"{ref.path}:{key}")
+            info = _h5_info(ref.path, key, dset)
+        return ArraySource(info, dset, close=f.close, reader=reader)
     except BaseException:
         f.close()
         raise
@@ -851,7 +896,7 @@ def _h5_reader(path: str, dset: Any, where: str) -> readers.Reader:
 
 def _list_h5(ref: ArrayRef) -> list[ArrayInfo]:
     h5py = _h5py()
-    with _open_h5_file(ref.path) as f:
+    with _open_h5_file(ref.path) as f, _h5_damage(ref.path):
         group = f if ref.key is None else _h5_get(f, ref, "/" + ref.key.strip("/"))
         if not isinstance(group, h5py.Group):
             key, dset = _h5_dataset(f, ref)
@@ -1222,10 +1267,137 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _lock_supported() -> bool:
+    return fcntl is not None
+
+
+class _TargetLock:
+    """An exclusive advisory lock for the writers of one target file (POSIX `flock`).
+
+    It is held for short moments only: while a writer creates its temporary files and clears
+    stale ones, and at commit, from re-reading the target through to the rename that replaces
+    it. So two writers adding KEYs to one container never copy the same old file and
+    replace it one after the other (the second would drop the first's dataset); their
+    computations still run side by side.
+
+    The lock lives on a sidecar `.NAME.lock` beside the target. The holder removes it before
+    letting go, and a waiter that then gets the lock on the removed file sees that the path
+    names another file (or none) and tries again, so no lock file stays behind and no two
+    writers ever hold it at once. A writer killed while holding it loses the lock with its
+    life; the next one finds the sidecar free and removes it.
+
+    HDF5's own file locks cannot do this: they guard a file while HDF5 has it open, and the
+    container is only ever opened in a private copy; and they fail instead of waiting.
+    Where `flock` is missing (Windows) or refused (some network file systems), writers go on
+    unlocked: each write stays atomic, but concurrent KEYs into one container can be lost.
+
+    Re-entrant within one sink: nested `with` blocks on the same object count.
+    """
+
+    def __init__(self, target: Path) -> None:
+        self.path = target.parent / f".{target.name}.lock"
+        self._fd: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> _TargetLock:
+        if self._depth == 0 and _lock_supported():
+            self._fd = self._acquire()
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):  # another user's sidecar in a sticky directory
+                if _names_file(self.path, fd):
+                    self.path.unlink()
+            os.close(fd)  # releases the lock
+
+    def _acquire(self) -> int | None:
+        while True:
+            try:
+                # Read-only is enough for flock, and lets other users open an existing sidecar.
+                fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except OSError as exc:
+                raise OutputError(f"cannot lock {self.path}: {_os_reason(exc)}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # no locks on this file system: write unlocked
+                os.close(fd)
+                return None
+            if _names_file(self.path, fd):
+                return fd
+            os.close(fd)  # the holder removed the sidecar as we waited: lock the new one
+
+
+def _names_file(path: Path, fd: int) -> bool:
+    """True when `path` still names the open file `fd`."""
+    try:
+        now = path.stat(follow_symlinks=False)
+    except OSError:
+        return False
+    held = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _temp_pattern(target: Path) -> re.Pattern[str]:
+    """The names `tempfile.mkstemp` gives a writer's temporary files for `target`."""
+    return re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.(?:tmp|part)")
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Delete the temporary files that killed writers of `target` left behind.
+
+    A live writer holds a `flock` on each of its temporary files from the moment it made
+    them (under the target lock, which the caller holds); a killed one lost its locks with
+    its life. So a temporary file whose lock can be taken belongs to nobody.
+    """
+    if not _lock_supported():
+        return
+    pattern = _temp_pattern(target)
+    try:
+        paths = [path for path in target.parent.iterdir() if pattern.fullmatch(path.name)]
+    except OSError:
+        return
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a live writer's (or a file system without locks: keep it)
+                continue
+            if _names_file(path, fd):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        finally:
+            os.close(fd)
+
+
+def _write_reason(exc: OSError) -> str:
+    """Why a write failed, in a few words: HDF5 buries the errno in a long message."""
+    code = exc.errno
+    if code is None:
+        found = re.search(r"errno = (\d+),", str(exc))
+        code = int(found.group(1)) if found else None
+    if code == errno.EFBIG:
+        return "File too large (a file size limit was reached)"
+    if code in (errno.ENOSPC, errno.EDQUOT) or (exc.strerror is None and code is not None):
+        return os.strerror(code)
+    return _os_reason(exc)
+
+
 class _FileSink(ArraySink):
     """A sink writing a temporary file beside the target, renamed over it on commit.
 
-    `extras` are further whole arrays (KEY -> array) stored in the same container.
+    `extras` are further whole arrays (KEY -> array) stored in the same container. `replan`
+    checks the output again at commit, under the target lock, against the file as it is
+    then (another writer may have created it, or added a KEY, meanwhile).
     """
 
     def __init__(
@@ -1234,13 +1406,19 @@ class _FileSink(ArraySink):
         shape: tuple[int, ...],
         dtype: np.dtype[Any],
         extras: Mapping[str, np.ndarray] | None = None,
+        replan: Callable[[], _OutputPlan] | None = None,
     ) -> None:
         super().__init__(plan.ref, shape, dtype)
         self._plan = plan
+        self._replan = replan or (lambda: plan)
         self._path = Path(plan.ref.path)
         self._extras = dict(extras or {})
-        self._tmp = self._make_temp(".tmp")
+        self._lock = _TargetLock(self._path)
+        self._temps: dict[Path, int] = {}  # temporary file -> the fd holding its flock
         try:
+            with self._lock:
+                self._tmp = self._make_temp(".tmp")
+                _remove_stale_temps(self._path)
             self._start()
         except BaseException as exc:
             self._open = False
@@ -1250,14 +1428,34 @@ class _FileSink(ArraySink):
             raise
 
     def _make_temp(self, suffix: str) -> Path:
-        try:
-            fd, name = tempfile.mkstemp(
-                dir=self._path.parent, prefix=f".{self._path.name}.", suffix=suffix
-            )
-        except OSError as exc:
-            raise self._failure(exc) from None
-        os.close(fd)
-        return Path(name)
+        """A new temporary file beside the target, locked as long as this sink lives."""
+        with self._lock:
+            try:
+                fd, name = tempfile.mkstemp(
+                    dir=self._path.parent, prefix=f".{self._path.name}.", suffix=suffix
+                )
+            except OSError as exc:
+                raise self._failure(exc) from None
+            if _lock_supported():
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._temps[Path(name)] = fd
+            return Path(name)
+
+    def _drop_temp(self, path: Path) -> None:
+        """Delete a temporary file (before its lock goes, so no one else can take it)."""
+        path.unlink(missing_ok=True)
+        self._forget_temp(path)
+
+    def _forget_temp(self, path: Path) -> None:
+        """Stop tracking a temporary file and release its lock (it is kept on disk)."""
+        fd = self._temps.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _release_temps(self) -> None:
+        for path in list(self._temps):
+            self._drop_temp(path)
 
     def _start(self) -> None:
         raise NotImplementedError
@@ -1265,22 +1463,29 @@ class _FileSink(ArraySink):
     def _close_file(self) -> None:
         raise NotImplementedError
 
-    def _seal(self) -> None:
-        """Complete the temporary file (subclasses assemble containers here)."""
+    def _seal(self, plan: _OutputPlan) -> None:
+        """Complete the temporary file for `plan` (containers take in the target's other
+        arrays here)."""
         self._close_file()
 
     def _finish(self) -> None:
-        self._seal()
-        if self._plan.replace and self._path.exists():
-            shutil.copymode(self._path, self._tmp)  # a replaced file keeps its permissions
-        else:
-            self._tmp.chmod(_new_file_mode())
-        _fsync_file(self._tmp)
-        self._publish()
-        _fsync_dir(self._path.parent)
+        with self._lock:
+            plan = self._replan()
+            self._seal(plan)
+            if plan.replace and self._path.exists():
+                shutil.copymode(self._path, self._tmp)  # a replaced file keeps its permissions
+            else:
+                self._tmp.chmod(_new_file_mode())
+            _fsync_file(self._tmp)
+            # Unlock it before it takes the target's name: HDF5 readers take a shared lock
+            # on what they open. No cleaner can remove it meanwhile (we hold the target lock).
+            self._forget_temp(self._tmp)
+            self._publish(plan)
+            _fsync_dir(self._path.parent)
+        self._release_temps()
 
-    def _publish(self) -> None:
-        if self._plan.replace:
+    def _publish(self, plan: _OutputPlan) -> None:
+        if plan.replace:
             self._tmp.replace(self._path)
             return
         # Without --force, a hard link fails if the target appeared meanwhile: no clobbering.
@@ -1298,7 +1503,10 @@ class _FileSink(ArraySink):
     def _discard(self) -> None:
         with contextlib.suppress(Exception):  # the write already failed; report that failure
             self._close_file()
-        self._tmp.unlink(missing_ok=True)
+        self._release_temps()
+
+    def _failure(self, exc: OSError) -> OutputError:
+        return OutputError(f"cannot write {self.target}: {_write_reason(exc)}")
 
 
 class _NpySink(_FileSink):
@@ -1323,7 +1531,8 @@ class _NpzSink(_FileSink):
     """Stages the array as .npy in a scratch file, then builds the archive on commit.
 
     The scratch file lets blocks land anywhere (a zip member is a one-way stream); the
-    archive gets the other members of `append_to`, this array, then `extras`.
+    archive gets the other members of the target as it is at commit, this array, then
+    `extras`.
     """
 
     def _start(self) -> None:
@@ -1334,12 +1543,12 @@ class _NpzSink(_FileSink):
     def _write(self, start: int, block: np.ndarray, axis: int) -> None:
         self._writer.write(start, block, axis)
 
-    def _seal(self) -> None:
+    def _seal(self, plan: _OutputPlan) -> None:
         assert self._fh is not None and self.target.key is not None
         keys = [self.target.key, *self._extras]
         with zipfile.ZipFile(self._tmp, "w", allowZip64=True) as zf:
-            if self._plan.append_to is not None:
-                _copy_members(self._plan.append_to, zf, skip={_npz_member(k) for k in keys})
+            if plan.append_to is not None:
+                _copy_members(plan.append_to, zf, skip={_npz_member(k) for k in keys})
             self._fh.flush()
             self._fh.seek(0)
             with zf.open(_npz_member(self.target.key), "w", force_zip64=True) as member:
@@ -1355,7 +1564,7 @@ class _NpzSink(_FileSink):
             fh.close()
         scratch, self._scratch = getattr(self, "_scratch", None), None
         if scratch is not None:
-            scratch.unlink(missing_ok=True)
+            self._drop_temp(scratch)
 
 
 def _copy_members(source: Path, zf: zipfile.ZipFile, skip: set[str]) -> None:
@@ -1381,7 +1590,12 @@ def _copy_member(src: zipfile.ZipFile, member: zipfile.ZipInfo, zf: zipfile.ZipF
 
 
 class _H5Sink(_FileSink):
-    """Writes the dataset (and `extras`) into a new HDF5 file or a copy of `append_to`."""
+    """Writes the dataset (and `extras`) into a new HDF5 file; on commit, under the target
+    lock, into a copy of the target as it is then when it is kept (a KEY added).
+
+    The temporary files are private, so HDF5's own file locking is off for them (it would
+    clash with the lock that marks them as a live writer's).
+    """
 
     def __init__(
         self,
@@ -1390,25 +1604,19 @@ class _H5Sink(_FileSink):
         dtype: np.dtype[Any],
         attrs: Mapping[str, Any],
         extras: Mapping[str, np.ndarray] | None = None,
+        replan: Callable[[], _OutputPlan] | None = None,
     ) -> None:
         self._attrs = attrs
-        super().__init__(plan, shape, dtype, extras)
+        super().__init__(plan, shape, dtype, extras, replan)
 
     def _start(self) -> None:
-        h5py = _h5py()
-        if self._plan.append_to is not None:
-            shutil.copyfile(self._plan.append_to, self._tmp)
-            self._file: Any = h5py.File(self._tmp, "r+")
-        else:
-            self._file = h5py.File(self._tmp, "w")
+        self._file: Any = _h5py().File(self._tmp, "w", locking=False)
         assert self.target.key is not None
         self._dset = self._create(self.target.key, shape=self.shape, dtype=self.dtype)
         for key, array in self._extras.items():
             self._create(key, data=array)
 
     def _create(self, key: str, **spec: Any) -> Any:
-        if key in self._file:
-            del self._file[key]  # an existing dataset, replaced under --force
         dset = self._file.create_dataset(key, **spec)
         for name, value in self._attrs.items():
             dset.attrs[name] = value
@@ -1422,6 +1630,25 @@ class _H5Sink(_FileSink):
             return
         where = (slice(None),) * axis + (slice(start, start + block.shape[axis]),)
         self._dset[where] = block
+
+    def _seal(self, plan: _OutputPlan) -> None:
+        self._close_file()
+        if plan.append_to is None:
+            return
+        assert self.target.key is not None
+        merged = self._make_temp(".tmp")
+        shutil.copyfile(plan.append_to, merged)
+        h5py = _h5py()
+        with (
+            h5py.File(self._tmp, "r", locking=False) as ours,
+            h5py.File(merged, "r+", locking=False) as kept,
+        ):
+            for key in (self.target.key, *self._extras):
+                if key in kept:
+                    del kept[key]  # an existing dataset, replaced under --force
+                ours.copy(ours[key], kept, name=key)
+        self._drop_temp(self._tmp)
+        self._tmp = merged
 
     def _close_file(self) -> None:
         f, self._file = getattr(self, "_file", None), None
@@ -1579,11 +1806,15 @@ def open_sink(
     plan = _plan_output(ref, force=force, inputs=inputs)
     if ref.is_stdio:
         return _StdoutSink(ref, shape, dt, hold=hold_stdout)
+
+    def replan() -> _OutputPlan:  # at commit, under the target lock
+        return _plan_output(ref, force=force, inputs=inputs)
+
     if plan.format == "npy":
-        return _NpySink(plan, shape, dt)
+        return _NpySink(plan, shape, dt, replan=replan)
     if plan.format == "npz":
-        return _NpzSink(plan, shape, dt)
-    return _H5Sink(plan, shape, dt, _provenance_attrs(inputs, provenance))
+        return _NpzSink(plan, shape, dt, replan=replan)
+    return _H5Sink(plan, shape, dt, _provenance_attrs(inputs, provenance), replan=replan)
 
 
 def save(
@@ -1643,23 +1874,28 @@ def save_members(
     for name, array in arrays.items():
         _refuse_object_output(ArrayRef(ref.path, keys[name]), array.dtype)
     inputs = list(inputs)
-    if ref.key is None:
-        plan = _plan_output(ref, force=force, inputs=inputs)
-    else:
-        plans = [
-            _plan_output(ArrayRef(ref.path, k), force=force, inputs=inputs) for k in keys.values()
-        ]
-        plan = plans[0]
     first, *rest = arrays
-    plan = dataclasses.replace(plan, ref=ArrayRef(ref.path, keys[first]))
+
+    def replan() -> _OutputPlan:
+        if ref.key is None:
+            plan = _plan_output(ref, force=force, inputs=inputs)
+        else:
+            plans = [
+                _plan_output(ArrayRef(ref.path, k), force=force, inputs=inputs)
+                for k in keys.values()
+            ]
+            plan = plans[0]
+        return dataclasses.replace(plan, ref=ArrayRef(ref.path, keys[first]))
+
+    plan = replan()
     extras = {keys[name]: arrays[name] for name in rest}
     head = arrays[first]
     sink: _FileSink
     if fmt == "h5":
         attrs = _provenance_attrs(inputs, provenance)
-        sink = _H5Sink(plan, head.shape, head.dtype, attrs, extras)
+        sink = _H5Sink(plan, head.shape, head.dtype, attrs, extras, replan)
     else:
-        sink = _NpzSink(plan, head.shape, head.dtype, extras)
+        sink = _NpzSink(plan, head.shape, head.dtype, extras, replan)
     with sink:
         sink.write(0, head)
     return str(ArrayRef(ref.path, ref.key))

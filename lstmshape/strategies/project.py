@@ -228,7 +228,8 @@ def project_linear(
         raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
     compute = _compute_dtype(data.dtype)
     kernel = (w if weights_layout == "keras" else w.T).astype(compute, copy=False)
-    z = np.matmul(data.astype(compute, copy=False), kernel)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 in the data is its own NaN
+        z = np.matmul(data.astype(compute, copy=False), kernel)
     if bias is not None:
         b = np.asarray(bias)
         _check_numeric(b, "bias")
