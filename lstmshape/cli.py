@@ -237,10 +237,25 @@ nan_policy_option = click.option(
     help="NaN in a valid step: propagate it, omit the step (as padding) or raise an error.",
 )
 
+def _allow_external(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    from lstmshape import io
+
+    ctx.with_resource(io.allow_external(value))  # for this command only
+    return value
+
+
 report_options = _stack(
     click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout."),
     click.option("-q", "--quiet", is_flag=True, help="No table on stderr."),
     click.option("--debug", is_flag=True, expose_value=False, help="Show tracebacks."),
+    click.option(
+        "--allow-external",
+        is_flag=True,
+        expose_value=False,
+        callback=_allow_external,
+        help="Let HDF5 inputs read other files (external links, virtual datasets, "
+        "external storage).",
+    ),
 )
 
 output_options = _stack(

@@ -17,6 +17,7 @@ This is the only module that imports h5py, and it does so lazily.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import errno
 import io
@@ -58,6 +59,7 @@ __all__ = [
     "ArraySink",
     "ArraySource",
     "StdoutClosedError",
+    "allow_external",
     "check_output",
     "default_output_path",
     "list_arrays",
@@ -762,6 +764,79 @@ def _h5_attrs(dset: Any) -> dict[str, Any]:
     return attrs
 
 
+# HDF5 objects that read other files: external links, virtual datasets, external storage.
+_allow_external: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "lstmshape_allow_external", default=False
+)
+_EXTERNAL_HINT = "lstmshape reads only the named file unless --allow-external is given"
+_MAX_LINK_DEPTH = 16  # HDF5's own limit on nested soft/external link traversals
+
+
+@contextlib.contextmanager
+def allow_external(allowed: bool = True) -> Iterator[None]:
+    """Let HDF5 inputs read other files (external links, virtual datasets whose sources are
+    other files, datasets with external raw storage) inside the `with` block.
+
+    By default such inputs are refused: a file handed over by someone else could otherwise
+    make lstmshape read any file the user can read, or block on a FIFO. Outputs never
+    follow an external link, allowed or not.
+    """
+    token = _allow_external.set(allowed)
+    try:
+        yield
+    finally:
+        _allow_external.reset(token)
+
+
+def _h5_external_link(f: Any, key: str, depth: int = 0) -> str | None:
+    """The first external link on the way to `key`, described, or None; soft links are
+    followed by their target paths, so nothing outside `f` is opened to find out."""
+    h5py = _h5py()
+    here = ""
+    for part in (p for p in key.split("/") if p):
+        parent, here = here, f"{here}/{part}"
+        link = f.get(here, getlink=True)
+        if link is None:
+            return None
+        if isinstance(link, h5py.ExternalLink):
+            return f"{here} is an external link to {link.filename}:{link.path}"
+        if isinstance(link, h5py.SoftLink) and depth < _MAX_LINK_DEPTH:
+            target = link.path if link.path.startswith("/") else f"{parent}/{link.path}"
+            found = _h5_external_link(f, target, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _refuse_external_links(f: Any, path: str, key: str) -> None:
+    if _allow_external.get():
+        return
+    try:
+        link = _h5_external_link(f, key)
+    except (KeyError, OSError, ValueError, RuntimeError) as exc:
+        raise InputError(f"cannot read {path}:{key}: {_one_line(exc)}") from None
+    if link is not None:
+        raise InputError(f"{path}:{key}: {link}; {_EXTERNAL_HINT}")
+
+
+def _refuse_external_data(f: Any, where: str, dset: Any) -> None:
+    """Refuse a dataset whose data lives in other files (unless allowed)."""
+    if _allow_external.get():
+        return
+    reason = None
+    if dset.file.id != f.id:  # reached through a link that the path check did not see
+        reason = f"lives in another file ({_text(dset.file.filename)})"
+    elif dset.is_virtual:
+        files = sorted({_text(s.file_name) for s in dset.virtual_sources()} - {"."})
+        if files:
+            reason = f"is a virtual dataset reading other files ({_listing(files)})"
+    if reason is None and dset.external:
+        names = [_text(name) for name, *_ in dset.external]
+        reason = f"keeps its data in other files ({_listing(names)})"
+    if reason is not None:
+        raise InputError(f"{where} {reason}; {_EXTERNAL_HINT}")
+
+
 # How h5py reports a damaged file: whichever of these the access that meets the damage
 # raises (a datatype numpy cannot represent is a ValueError, a broken B-tree a RuntimeError).
 _H5_DAMAGE = (OSError, RuntimeError, KeyError, ValueError, TypeError)
@@ -791,6 +866,7 @@ def _h5_info(path: str, key: str, dset: Any) -> ArrayInfo:
 
 
 def _h5_get(f: Any, ref: ArrayRef, key: str) -> Any:
+    _refuse_external_links(f, ref.path, key)
     try:
         obj = f.get(key)
     except (KeyError, OSError, ValueError, RuntimeError) as exc:
@@ -829,7 +905,9 @@ def _open_h5(ref: ArrayRef) -> ArraySource:
     try:
         with _h5_damage(ref.path):
             key, dset = _h5_dataset(f, ref)
-            reader = _h5_reader(ref.path, dset, f"{ref.path}:{key}")
+            _refuse_external_data(f, f"{ref.path}:{key}", dset)
+            # The file the data is in: another one when reached through an external link.
+            reader = _h5_reader(dset.file.filename, dset, f"{ref.path}:{key}")
             info = _h5_info(ref.path, key, dset)
         return ArraySource(info, dset, close=f.close, reader=reader)
     except BaseException:
@@ -968,6 +1046,11 @@ def _h5_key_state(path: Path, key: str) -> str:
         return "foreign"
     try:
         with h5py.File(path, "r") as f:
+            link = _h5_external_link(f, key)
+            if link is not None:  # HDF5 would write into the other file
+                raise InputError(
+                    f"cannot write {path}:{key}: {link}; lstmshape writes only into the named file"
+                )
             parts = key.strip("/").split("/")
             for depth in range(1, len(parts) + 1):
                 obj = f.get("/" + "/".join(parts[:depth]))
@@ -976,6 +1059,8 @@ def _h5_key_state(path: Path, key: str) -> str:
                 if depth < len(parts) and not isinstance(obj, h5py.Group):
                     return "blocked"
             return "group" if isinstance(obj, h5py.Group) else "dataset"
+    except InputError:
+        raise
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise InputError(f"cannot read {path}: {_one_line(exc)}") from None
 
