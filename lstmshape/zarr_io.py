@@ -62,7 +62,7 @@ __all__ = [
 SUFFIX = ".zarr"
 _MAX_LISTED = 20
 #: Largest chunk a sink makes (bytes); bigger blocks are split into several chunks.
-MAX_CHUNK_BYTES = 64 * 2**20
+MAX_CHUNK_BYTES = 16 * 2**20
 
 
 def _zarr() -> Any:

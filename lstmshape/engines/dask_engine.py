@@ -226,11 +226,13 @@ def _part_array(ref: ArrayRef, part: Any, axis: int, rows: int) -> Any:
     from dask.base import tokenize
 
     shape = tuple(int(s) for s in part.shape)
-    chunks = tuple(rows if i == axis else max(s, 1) for i, s in enumerate(shape))
     ref = _absolute(ref)
     if getattr(part.info, "format", None) == "zarr":
+        rows = _zarr_rows(rows, part.info.chunks, axis)
+        chunks = tuple(rows if i == axis else max(s, 1) for i, s in enumerate(shape))
         key = (ref.key or "").strip("/") or None
         return da.from_zarr(ref.path, component=key, chunks=chunks, inline_array=True)
+    chunks = tuple(rows if i == axis else max(s, 1) for i, s in enumerate(shape))
     try:
         stamp = Path(ref.path).stat().st_mtime_ns
     except OSError:
@@ -246,6 +248,15 @@ def _part_array(ref: ArrayRef, part: Any, axis: int, rows: int) -> Any:
         inline_array=True,
         meta=np.empty((0,) * len(shape), dtype=part.dtype),
     )
+
+
+def _zarr_rows(rows: int, stored: tuple[int, ...] | None, axis: int) -> int:
+    """Block rows aligned with the store's chunks along N, so no task decompresses a chunk
+    that another task reads too: a multiple of the stored chunk, or one stored chunk."""
+    if not stored or axis >= len(stored) or stored[axis] < 1:
+        return rows
+    per_chunk = int(stored[axis])
+    return max(1, rows // per_chunk) * per_chunk
 
 
 def input_array(source: Any, layout: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Any:
