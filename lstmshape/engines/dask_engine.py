@@ -27,6 +27,7 @@ the workers in blocks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -193,6 +194,12 @@ class _FileBlocks:
         self.dtype = np.dtype(dtype)
         self.ndim = len(shape)
         self.axis = axis
+        # --allow-external (HDF5 external links) is a context variable of this process;
+        # the worker that reads needs the same answer.
+        from lstmshape import io
+
+        flag = getattr(io, "_allow_external", None)
+        self.allow_external = bool(flag.get()) if flag is not None else False
 
     def __getitem__(self, selection: Any) -> Array:
         from lstmshape import io
@@ -200,7 +207,9 @@ class _FileBlocks:
         sel = selection if isinstance(selection, tuple) else (selection,)
         sel = sel + (slice(None),) * (self.ndim - len(sel))
         along = sel[self.axis]
-        with io.open_array(self.ref) as source:
+        allowing = getattr(io, "allow_external", None)
+        scope = allowing(self.allow_external) if allowing else contextlib.nullcontext()
+        with scope, io.open_array(self.ref) as source:
             block = source.read(along.start or 0, along.stop, axis=self.axis)
         rest = tuple(slice(None) if i == self.axis else s for i, s in enumerate(sel))
         return np.asarray(block[rest])
@@ -412,7 +421,7 @@ def run_plan(
         plan.check_empty(spec.validity)  # fail before any data is read
     kind, mask_args = _mask_arrays(spec, n_chunks)
     pad_side = spec.validity.pad_side if spec.validity is not None else "post"
-    common = {"kind": kind, "spec": spec, "pad_side": pad_side}
+    common: dict[str, Any] = {"kind": kind, "spec": spec, "pad_side": pad_side}
     plan_arg = _delayed_plan(plan)
     out_axis = _out_axis(plan)
     out = _blockwise(
