@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
+import mmap
 import os
 import threading
 import zipfile
@@ -62,6 +63,7 @@ _RUNS_PER_THREAD = 16
 # After this many consecutive page-cache misses the cached pass gives up (the file is cold).
 _MAX_MISS_STREAK = 64
 _NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14+; Python 3.13 names it
 
 
 class Reader(Protocol):
@@ -249,6 +251,10 @@ class FileArray:
         self.offset = int(offset)
         self.where = where
         self._file = _FileHandle(path)
+        self._map: mmap.mmap | None = None
+        # Mapped blocks need page-cache probes (RWF_NOWAIT) and aligned data.
+        aligned = self.offset % max(self.dtype.alignment, 1) == 0
+        self.maps = hasattr(mmap, "MADV_DONTNEED") and bool(_NOWAIT) and aligned
 
     def align(self, axis: int) -> int:
         return 1
@@ -280,7 +286,75 @@ class FileArray:
         fd = self._file.fd("rows")
         scatter_reads(fd, file_off, dest_off, length, _bytes_of(out), self.where)
 
+    # -- mapped blocks: pages already in the page cache are used where they are --------
+
+    def _runs(self, start: int, stop: int, axis: int) -> list[tuple[int, int]]:
+        """(file offset, bytes) of each contiguous run of a block along `axis`."""
+        inner = self._inner(axis)
+        run, stride = (stop - start) * inner, self.shape[axis] * inner
+        base = self.offset + start * inner
+        return [(base + lead * stride, run) for lead in range(math.prod(self.shape[:axis]))]
+
+    def cached(self, start: int, stop: int, axis: int) -> bool:
+        """Whether the block's pages are in the page cache (sampled without waiting).
+
+        A file that shrank reads as not cached, so the block goes through `read_into`,
+        which reports the truncation instead of faulting on a page past the end.
+        """
+        if not _NOWAIT or stop <= start:
+            return False
+        runs = self._runs(start, stop, axis)
+        picks = runs if len(runs) <= 4 else [runs[0], runs[len(runs) // 2], runs[-1]]
+        probes = [o + k * (n - 1) // 3 for o, n in picks for k in range(4)]
+        fd, one = self._file.fd(), bytearray(1)
+        try:
+            return all(os.preadv(fd, [one], probe, _NOWAIT) == 1 for probe in probes)
+        except OSError:  # would block, or the file system cannot say
+            return False
+
+    def _mapping(self) -> mmap.mmap:
+        if self._map is None:
+            self._map = mmap.mmap(self._file.fd(), 0, access=mmap.ACCESS_READ)
+        return self._map
+
+    def map_block(self, start: int, stop: int, axis: int) -> Array:
+        """A read-only view of the block in a map of the file, its pages mapped up front.
+
+        Costs a page-table update per page instead of a copy per byte; `unmap_block` drops
+        the pages from the resident set again (they stay in the page cache).
+        """
+        mapping = self._mapping()
+        self._advise(start, stop, axis, _POPULATE_READ)
+        inner = self._inner(axis)
+        shape = (*self.shape[:axis], stop - start, *self.shape[axis + 1 :])
+        full = [math.prod(self.shape[k + 1 :]) * self.dtype.itemsize for k in range(len(shape))]
+        return np.ndarray(
+            shape, self.dtype, buffer=mapping, offset=self.offset + start * inner, strides=full
+        )
+
+    def unmap_block(self, start: int, stop: int, axis: int) -> None:
+        """Drop a mapped block's pages from this process (not from the page cache)."""
+        self._advise(start, stop, axis, mmap.MADV_DONTNEED)
+
+    def _advise(self, start: int, stop: int, axis: int, advice: int) -> None:
+        mapping, page = self._mapping(), mmap.PAGESIZE
+        for offset, nbytes in self._runs(start, stop, axis):
+            lo = offset - offset % page
+            hi = min(len(mapping), -(-(offset + nbytes) // page) * page)
+            if hi <= lo:
+                continue
+            try:
+                mapping.madvise(advice, lo, hi - lo)
+            except OSError:  # MADV_POPULATE_READ needs Linux 5.14: the kernel faults them in
+                if advice != _POPULATE_READ:
+                    raise
+                return
+
     def close(self) -> None:
+        mapping, self._map = self._map, None
+        if mapping is not None:
+            with contextlib.suppress(BufferError):  # views still alive unmap when collected
+                mapping.close()
         self._file.close()
 
 

@@ -101,39 +101,59 @@ def _block_step(source: Any, axis: int, n: int, chunk_bytes: int) -> int:
 def _buffered_blocks(
     reader: Reader, axis: int, n: int, step: int
 ) -> Iterator[tuple[int, int, Array]]:
-    """Blocks `[start, stop)` along `axis` read into two reused buffers, one read ahead.
+    """Blocks `[start, stop)` along `axis`, the next one fetched while the consumer works.
 
-    A block stays valid until the consumer asks for the next one; the buffer it lives in is
-    then refilled. Reads run in one background thread when the reader releases the GIL.
+    A block whose pages are in the page cache is used in place through a map of the file
+    (when the reader `maps`); any other is read into one of two reused buffers. A block stays
+    valid until the consumer asks for the next one. Fetches run in one background thread
+    when the reader releases the GIL.
     """
     shape, dtype = reader.shape, reader.dtype
     per_index = dtype.itemsize * math.prod(shape) // max(shape[axis], 1)
     count = -(-n // step)
     depth = 2 if reader.background and count > 1 else 1
-    buffers = [aligned_buffer(min(step, n) * per_index) for _ in range(depth)]
+    buffers: list[Array] = []
+    maps = bool(getattr(reader, "maps", False))
 
-    def fill(k: int) -> tuple[int, int, Array]:
+    def fill(k: int) -> tuple[int, int, Array, bool]:
         start, stop = k * step, min(n, (k + 1) * step)
+        if maps and reader.cached(start, stop, axis):  # type: ignore[attr-defined]
+            return start, stop, reader.map_block(start, stop, axis), True  # type: ignore[attr-defined]
+        while len(buffers) <= k % depth:
+            buffers.append(aligned_buffer(min(step, n) * per_index))
         flat = buffers[k % depth][: (stop - start) * per_index]
         block = flat.view(dtype).reshape(*shape[:axis], stop - start, *shape[axis + 1 :])
         reader.read_into(start, stop, axis, block)
-        return start, stop, block
+        return start, stop, block, False
 
+    def release(fetched: tuple[int, int, Array, bool] | None) -> None:
+        if fetched is not None and fetched[3]:
+            reader.unmap_block(fetched[0], fetched[1], axis)  # type: ignore[attr-defined]
+
+    current = None
     if depth == 1:
-        for k in range(count):
-            yield fill(k)
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstmshape-read") as pool:
-        pending: deque[Future[tuple[int, int, Array]]] = deque([pool.submit(fill, 0)])
         try:
             for k in range(count):
+                release(current)
+                current = fill(k)
+                yield current[:3]
+        finally:
+            release(current)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstmshape-read") as pool:
+        pending: deque[Future[tuple[int, int, Array, bool]]] = deque([pool.submit(fill, 0)])
+        try:
+            for k in range(count):
+                release(current)
                 if k + 1 < count:
                     # The buffer of block k + 1 held block k - 1, which the consumer is done with.
                     pending.append(pool.submit(fill, k + 1))
-                yield pending.popleft().result()
+                current = pending.popleft().result()
+                yield current[:3]
         finally:
             for future in pending:
                 future.cancel()
+            release(current)
 
 
 def _plain_blocks(source: Any, axis: int, n: int, step: int) -> Iterator[tuple[int, int, Array]]:

@@ -4,6 +4,7 @@ layout and block size; the row-gather path equals the full read; memory stays bo
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import subprocess
 import sys
@@ -114,9 +115,14 @@ def _stored(tmp_path: Path, fmt: str, layout: str, x: np.ndarray) -> tuple[str, 
     return _write(stored, fmt, tmp_path / "in"), stored
 
 
-def _stream(ref: str, plan: api.Plan, spec: MaskSpec, chunk: int) -> np.ndarray:
+def _stream(
+    ref: str, plan: api.Plan, spec: MaskSpec, chunk: int, *, maps: bool = True
+) -> np.ndarray:
+    """Run `plan` streamed; `maps=False` reads cached files into buffers too."""
     sink = ListSink()
     with io.open_array(ref) as source:
+        if not maps and hasattr(source.reader, "maps"):
+            source.reader.maps = False
         run_plan(source, plan, spec, sink, chunk_bytes=chunk)
     plan.finish()
     return sink.result()
@@ -140,8 +146,8 @@ def test_reduce_streamed_equals_in_memory(tmp_path: Path, fmt: str, layout: str)
             plan = api.plan_reduce(
                 stored.shape, stored.dtype, strategy, layout=layout, empty="nan", **options
             )
-            for chunk in CHUNKS:
-                got = _stream(ref, plan, _spec(mask, layout), chunk)
+            for chunk, maps in itertools.product(CHUNKS, (True, False)):
+                got = _stream(ref, plan, _spec(mask, layout), chunk, maps=maps)
                 np.testing.assert_array_equal(got, expected, err_msg=f"{strategy} {mask_name}")
 
 
@@ -392,6 +398,25 @@ def test_truncated_file_is_an_input_error(tmp_path: Path) -> None:
         out = np.empty_like(x)
         with pytest.raises(io.InputError, match="truncated"):
             source.reader.read_into(0, N, 0, out)
+        plan = api.plan_reduce(x.shape, x.dtype, "mean")
+        with pytest.raises(io.InputError, match="truncated"):  # not mapped: no SIGBUS
+            run_plan(source, plan, MaskSpec(), ListSink(), chunk_bytes=3 * ROW)
+
+
+def test_cached_blocks_are_mapped_and_released(tmp_path: Path) -> None:
+    x = _data(15)
+    ref = _write(x, "npy", tmp_path / "in")
+    with io.open_array(ref) as source:
+        reader = source.reader
+        assert reader.maps and reader.cached(0, N, 0)
+        for start, stop, axis in [(0, N, 0), (2, 5, 0), (1, 4, 1)]:
+            block = reader.map_block(start, stop, axis)
+            np.testing.assert_array_equal(block, np.take(x, range(start, stop), axis=axis))
+            reader.unmap_block(start, stop, axis)
+            np.testing.assert_array_equal(block, np.take(x, range(start, stop), axis=axis))
+    os.truncate(tmp_path / "in.npy", 200)
+    with pytest.raises(io.InputError, match="truncated"), io.open_array(ref) as source:
+        pass
 
 
 def test_stored_member_reads_at_its_offset(tmp_path: Path) -> None:
