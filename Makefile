@@ -36,8 +36,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check lstmshape tests bench samples
 	$(VENV)/bin/ruff format --check lstmshape tests bench samples
 
+# make bench SIZE=4GB [BENCH_ARGS="--rss-size 8GB --save bench/RESULTS.md"]
 bench: $(STAMP)
-	$(PY) bench/run.py --size $(SIZE)
+	$(PY) bench/run.py --size $(SIZE) $(BENCH_ARGS)
 
 samples: $(STAMP)
 	$(PY) samples/make_samples.py

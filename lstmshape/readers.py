@@ -387,6 +387,46 @@ class ChunkedFile:
         self._offsets: IndexArray | None = None
         self._file = _FileHandle(path)
         self._scratch: Array | None = None
+        self._whole: FileArray | bool | None = False  # False: not looked at yet
+
+    @property
+    def contiguous(self) -> FileArray | None:
+        """The dataset as one run of bytes, when its chunks hold whole samples and lie back
+        to back in order (as h5py writes them): it then reads like a `.npy` file."""
+        if self._whole is False:
+            self._whole = self._as_file_array()
+        return self._whole  # type: ignore[return-value]
+
+    def _as_file_array(self) -> FileArray | None:
+        if self.chunks[1:] != self.shape[1:] or math.prod(self.shape) == 0:
+            return None
+        flat = self.offsets.reshape(-1)
+        expected = flat[0] + np.arange(flat.size, dtype=np.int64) * self.chunk_bytes
+        if flat[0] < 0 or not np.array_equal(flat, expected):
+            return None
+        return FileArray(self._file.path, int(flat[0]), self.shape, self.dtype, self.where)
+
+    @property
+    def maps(self) -> bool:
+        whole = self.contiguous
+        return whole is not None and whole.maps
+
+    @maps.setter
+    def maps(self, value: bool) -> None:
+        if self.contiguous is not None:
+            self.contiguous.maps = value
+
+    def cached(self, start: int, stop: int, axis: int) -> bool:
+        whole = self.contiguous
+        return whole is not None and whole.cached(start, stop, axis)
+
+    def map_block(self, start: int, stop: int, axis: int) -> Array:
+        assert self.contiguous is not None
+        return self.contiguous.map_block(start, stop, axis)
+
+    def unmap_block(self, start: int, stop: int, axis: int) -> None:
+        assert self.contiguous is not None
+        self.contiguous.unmap_block(start, stop, axis)
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -407,6 +447,9 @@ class ChunkedFile:
 
     def read_into(self, start: int, stop: int, axis: int, out: Array) -> None:
         if stop <= start:
+            return
+        if self.contiguous is not None:
+            self.contiguous.read_into(start, stop, axis, out)
             return
         c = self.chunks[axis]
         along = range(start // c, -(-stop // c))
@@ -477,6 +520,9 @@ class ChunkedFile:
         m = rows.size
         if m == 0:
             return
+        if self.contiguous is not None:
+            self.contiguous.read_rows(rows, out)
+            return
         lead = np.unravel_index(rows.astype(np.int64), self.shape[:-1])
         cells = [idx // c for idx, c in zip(lead, self.chunks[:-1], strict=True)]
         inside = [idx % c for idx, c in zip(lead, self.chunks[:-1], strict=True)]
@@ -509,6 +555,8 @@ class ChunkedFile:
         )
 
     def close(self) -> None:
+        if isinstance(self._whole, FileArray):
+            self._whole.close()
         self._file.close()
 
 

@@ -365,16 +365,34 @@ def test_unwritten_chunks_read_as_the_fill_value(tmp_path: Path) -> None:
         np.testing.assert_array_equal(got, expected.reshape(-1, F))
 
 
-def test_whole_sample_chunks_read_in_place(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_order", [True, False])
+def test_whole_sample_chunks_read_in_place(tmp_path: Path, in_order: bool) -> None:
+    """Chunks of whole samples written in order are one run of bytes: read like a .npy file
+    (mapped when cached); written out of order, chunk by chunk."""
     x = _data(9)
     path = tmp_path / "c.h5"
     with h5py.File(path, "w") as f:
-        f.create_dataset("x", data=x, chunks=(3, T, F))
+        dset = f.create_dataset("x", shape=x.shape, dtype=x.dtype, chunks=(3, T, F))
+        for lo in (0, 3, 6) if in_order else (6, 0, 3):
+            dset[lo : lo + 3] = x[lo : lo + 3]
     with io.open_array(str(path)) as source:
+        reader = source.reader
+        assert isinstance(reader, readers.ChunkedFile)
+        assert (reader.contiguous is not None) == in_order
+        assert reader.maps == in_order
         for start, stop in [(0, 7), (1, 5), (6, 7)]:
             out = np.empty((stop - start, T, F), np.float32)
-            source.reader.read_into(start, stop, 0, out)
+            reader.read_into(start, stop, 0, out)
             np.testing.assert_array_equal(out, x[start:stop])
+        rows = np.array([33, 2, 17])
+        got = np.empty((3, F), np.float32)
+        reader.read_rows(rows, got)
+        np.testing.assert_array_equal(got, x.reshape(-1, F)[rows])
+        expected = api.reduce(x, "mean")
+        plan = api.plan_reduce(x.shape, x.dtype, "mean")
+        sink = ListSink()
+        run_plan(source, plan, MaskSpec(), sink, chunk_bytes=3 * ROW)
+        np.testing.assert_array_equal(sink.result(), expected)
 
 
 def test_deflated_member_reads_backwards_and_time_major(tmp_path: Path) -> None:

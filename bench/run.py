@@ -1,0 +1,756 @@
+"""The end-to-end benchmark: lstmshape against what a user would otherwise run, in one table.
+
+    python bench/run.py [--size 256MB] [--repeat 3] [--no-cold] [--rss-size 8GB]
+        [--save bench/RESULTS.md] [--keep]
+
+Generates float32 (N, 128, 256) inputs of about `--size` (binary units: 4GB = 4 GiB) under
+bench/data: a `.npy` with ~30% post-padding and its lengths, a chunked uncompressed `.h5`
+copy (chunks of 8 samples, 1 MiB) and a time-major copy. Then, in this one run, it times
+each command as a child process (wall time, and peak RSS from `os.wait4`):
+
+- `lstmshape reduce` (mean, max, last --lengths), installed non-editable into a scratch
+  virtual environment as a user would have it;
+- the NumPy one-liner a user would write (`np.load` + reduction + `np.save`), and
+  `einops.reduce` where it applies;
+- the floors: a plain sequential `readinto` loop over the file into a reused buffer, and
+  for `.h5` h5py's own best sequential `read_direct` of whole chunks into a reused buffer;
+
+warm (the file read once first) and cold (evicted with `posix_fadvise(DONTNEED)` after
+`fsync`; the eviction is checked by asking the page cache for pages without waiting).
+Start-up is compared with `python -c "import numpy"`. Every target of issue #5 is printed
+with its measured value and PASS/MISS. The generated data is deleted unless `--keep`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "bench" / "data"
+T, F = 128, 256
+SAMPLE_BYTES = T * F * 4
+H5_CHUNK_SAMPLES = 8
+GIB = 2**30
+
+# A child's ru_maxrss starts at its parent's resident set (fork copies it, exec keeps the
+# high-water mark): this small launcher forks the measured command and reports its own child.
+LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+FLOOR_NPY = """
+import os, sys, time
+path, size = sys.argv[1], int(sys.argv[2])
+buf = memoryview(bytearray(size))
+fd = os.open(path, os.O_RDONLY)
+start = time.perf_counter()
+with os.fdopen(fd, "rb", buffering=0) as fh:
+    while fh.readinto(buf):
+        pass
+print(time.perf_counter() - start)
+"""
+
+FLOOR_H5 = """
+import sys, time
+import h5py, numpy as np
+path, chunks_per_read = sys.argv[1], int(sys.argv[2])
+with h5py.File(path, "r") as f:
+    d = f["data"]
+    rows = d.chunks[0] * chunks_per_read
+    buf = np.empty((rows, *d.shape[1:]), d.dtype)
+    start = time.perf_counter()
+    for lo in range(0, d.shape[0], rows):
+        hi = min(lo + rows, d.shape[0])
+        d.read_direct(buf, np.s_[lo:hi], np.s_[0 : hi - lo])
+print(time.perf_counter() - start)
+"""
+
+ONE_LINERS = {
+    "mean": "import numpy as np, sys; np.save(sys.argv[2], np.load(sys.argv[1]).mean(axis=1))",
+    "max": "import numpy as np, sys; np.save(sys.argv[2], np.load(sys.argv[1]).max(axis=1))",
+    "last": (
+        "import numpy as np, sys; x = np.load(sys.argv[1]); L = np.load(sys.argv[3]); "
+        "np.save(sys.argv[2], x[np.arange(len(L)), L - 1])"
+    ),
+    "last-mmap": (
+        "import numpy as np, sys; x = np.load(sys.argv[1], mmap_mode='r'); "
+        "L = np.load(sys.argv[3]); np.save(sys.argv[2], x[np.arange(len(L)), L - 1])"
+    ),
+    "mean-h5": (
+        "import h5py, numpy as np, sys; f = h5py.File(sys.argv[1], 'r'); "
+        "np.save(sys.argv[2], f['data'][()].mean(axis=1))"
+    ),
+}
+EINOPS = {
+    op: (
+        "import numpy as np, sys, einops; "
+        f"np.save(sys.argv[2], einops.reduce(np.load(sys.argv[1]), 'n t f -> n f', '{op}'))"
+    )
+    for op in ("mean", "max")
+}
+
+# In-process engine time (start-up excluded) of a full reduce and of the row gather.
+ENGINE = """
+import sys, time
+import numpy as np
+from lstmshape import api, io, stream
+from lstmshape.masks import build_validity
+path, lengths_path, strategy = sys.argv[1:4]
+
+class Null:
+    def write(self, start, block, axis=0):
+        pass
+
+with io.open_array(path) as src:
+    lengths = np.load(lengths_path)
+    plan = api.plan_reduce(src.shape, src.dtype, strategy)
+    validity = build_validity(None, n=src.shape[0], t=src.shape[1], lengths=lengths)
+    spec = stream.MaskSpec(validity=validity)
+    start = time.perf_counter()
+    stream.run_plan(src, plan, spec, Null())
+    print(time.perf_counter() - start)
+"""
+
+
+# ----------------------------------------------------------------------------- sizes, data
+
+
+def parse_size(text: str) -> int:
+    """'256MB', '4GB', '1.5GiB', '1000000' -> bytes (binary units)."""
+    match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 256MB, 4GB)")
+    scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[match.group(2).upper()]
+    return int(float(match.group(1)) * scale)
+
+
+def human(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} GiB"
+
+
+@dataclass
+class Inputs:
+    npy: Path
+    lengths: Path
+    h5: Path
+    tnf: Path
+    tiny: Path
+    n: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.n * SAMPLE_BYTES
+
+
+def _write_npy(path: Path, n: int, lengths: np.ndarray, *, time_major: bool = False) -> None:
+    """Random float32 samples, zero past each length, written 256 samples at a time."""
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((256, T, F), dtype=np.float32)
+    shape = (T, n, F) if time_major else (n, T, F)
+    tmp = path.with_suffix(".part")
+    if time_major:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+    with tmp.open("r+b" if time_major else "wb") as fh:
+        if not time_major:
+            np.lib.format.write_array_header_1_0(
+                fh, {"descr": "<f4", "fortran_order": False, "shape": shape}
+            )
+        for lo in range(0, n, 256):
+            block = base[: min(256, n - lo)] + np.float32(lo % 7)
+            block[np.arange(T)[None, :] >= lengths[lo : lo + len(block), None]] = 0
+            if time_major:
+                out[:, lo : lo + len(block)] = block.transpose(1, 0, 2)
+            else:
+                fh.write(block.tobytes())
+    if time_major:
+        out.flush()
+        del out
+    tmp.replace(path)
+
+
+def _write_h5(path: Path, source: Path) -> None:
+    import h5py
+
+    x = np.load(source, mmap_mode="r")
+    tmp = path.with_suffix(".part")
+    with h5py.File(tmp, "w") as f:
+        d = f.create_dataset("data", shape=x.shape, dtype=x.dtype, chunks=(8, T, F))
+        for lo in range(0, x.shape[0], 256):
+            d[lo : lo + 256] = x[lo : lo + 256]
+    del x
+    tmp.replace(path)
+
+
+def make_inputs(size: int, *, extras: bool = True) -> Inputs:
+    """Generate (or reuse) the inputs for `size` bytes under bench/data."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    n = max(1, size // SAMPLE_BYTES)
+    stem = DATA / f"lstm-{n}x{T}x{F}"
+    inputs = Inputs(
+        npy=stem.with_suffix(".npy"),
+        lengths=Path(f"{stem}.lengths.npy"),
+        h5=stem.with_suffix(".h5"),
+        tnf=Path(f"{stem}.tnf.npy"),
+        tiny=DATA / "tiny.npy",
+        n=n,
+    )
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(int(0.4 * T), T + 1, size=n)  # ~30% padding on average
+    np.save(inputs.lengths, lengths)
+    np.save(inputs.tiny, np.zeros((4, 5, 3), np.float32))
+    started = time.perf_counter()
+    if not inputs.npy.exists():
+        _write_npy(inputs.npy, n, lengths)
+    if extras and not inputs.h5.exists():
+        _write_h5(inputs.h5, inputs.npy)
+    if extras and not inputs.tnf.exists():
+        _write_npy(inputs.tnf, n, lengths, time_major=True)
+    took = time.perf_counter() - started
+    print(f"inputs: N={n} x {T} x {F} float32, {human(inputs.nbytes)} each ({took:.0f} s)")
+    return inputs
+
+
+# ----------------------------------------------------------------------------- page cache
+
+
+def evict(path: Path) -> None:
+    """Drop a file's pages from the page cache (clean pages only, so fsync first)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cached_fraction(path: Path, probes: int = 256) -> float:
+    """Share of pages (sampled) that the page cache serves without waiting (RWF_NOWAIT)."""
+    size = path.stat().st_size
+    buf = bytearray(4096)
+    hits = 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for offset in np.linspace(0, max(size - 4096, 0), probes).astype(np.int64).tolist():
+            try:
+                hits += os.preadv(fd, [buf], offset - offset % 4096, os.RWF_NOWAIT) > 0
+            except BlockingIOError:
+                pass
+    finally:
+        os.close(fd)
+    return hits / probes
+
+
+def warm(path: Path) -> None:
+    with path.open("rb", buffering=0) as fh:
+        buf = bytearray(1 << 24)
+        while fh.readinto(buf):
+            pass
+
+
+# ----------------------------------------------------------------------------- running
+
+
+@dataclass
+class Run:
+    wall: float
+    rss_mb: float
+    inner: float | None = None  # time the command reports itself (floors, engine)
+
+
+def run(cmd: Sequence[object], *, env: dict[str, str] | None = None) -> Run:
+    """Run `cmd` as a grandchild; its wall time, peak RSS, and the last number it prints."""
+    launch = [sys.executable, "-c", LAUNCHER, *(str(c) for c in cmd)]
+    done = subprocess.run(launch, capture_output=True, text=True, env=env, cwd=DATA, check=False)
+    lines = done.stdout.split("\n")
+    wall, rss, code = lines[-2].split() if len(lines) >= 2 else ("nan", "0", "1")
+    if int(code) != 0:
+        raise RuntimeError(f"{cmd} failed ({code}): {done.stderr.strip()[-2000:]}")
+    inner = None
+    if len(lines) > 2:
+        try:
+            inner = float(lines[-3].split()[-1])
+        except (ValueError, IndexError):
+            inner = None
+    return Run(float(wall), int(rss) / 1024, inner)
+
+
+def best(
+    cmd: Sequence[object], repeat: int, *, before: object = None, env: dict | None = None
+) -> Run:
+    """Best wall time (and inner time) of `repeat` runs, the largest peak RSS."""
+    runs = []
+    for _ in range(repeat):
+        if callable(before):
+            before()
+        runs.append(run(cmd, env=env))
+    inner = [r.inner for r in runs if r.inner is not None]
+    return Run(
+        min(r.wall for r in runs), max(r.rss_mb for r in runs), min(inner) if inner else None
+    )
+
+
+def scratch_install(venv: Path) -> Path:
+    """lstmshape installed non-editable (compiled .pyc) into a scratch venv; its python."""
+    if venv.exists():
+        shutil.rmtree(venv)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    deps = next(p for p in sys.path if p.endswith("site-packages") and "lstmshape" not in p)
+    (site / "lstmshape-deps.pth").write_text(deps + "\n")
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
+    done = subprocess.run(
+        [*pip, "install", "-q", "--no-deps", str(ROOT)], capture_output=True, text=True
+    )
+    if done.returncode:
+        raise RuntimeError(f"installing lstmshape failed: {done.stderr[-2000:]}")
+    return venv / "bin"
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+@dataclass
+class Row:
+    case: str
+    fmt: str
+    cache: str
+    tool: str
+    run: Run
+    nbytes: int
+    notes: str = ""
+
+
+@dataclass
+class Bench:
+    inputs: Inputs
+    bin: Path
+    repeat: int
+    cold: bool
+    rows: list[Row] = field(default_factory=list)
+    results: dict[str, Run] = field(default_factory=dict)
+
+    @property
+    def lstmshape(self) -> str:
+        return str(self.bin / "lstmshape")
+
+    @property
+    def python(self) -> str:
+        return str(self.bin / "python")
+
+    def add(self, key: str, case: str, fmt: str, cache: str, tool: str, result: Run) -> None:
+        self.results[key] = result
+        self.rows.append(Row(case, fmt, cache, tool, result, self.inputs.nbytes))
+
+    def prepare(self, cache: str, *paths: Path) -> object:
+        if cache == "warm":
+            for path in paths:
+                warm(path)
+            return None
+        return lambda: [evict(p) for p in paths]
+
+    def reduce_cmd(self, path: object, strategy: str, lengths: bool, out: str) -> list:
+        cmd = [self.lstmshape, "reduce", path, "--strategy", strategy]
+        if lengths:
+            cmd += ["--lengths", self.inputs.lengths]
+        return [*cmd, "-o", DATA / out, "--force", "-q"]
+
+
+def run_npy(bench: Bench, cache: str) -> None:
+    inputs, repeat = bench.inputs, bench.repeat
+    before = bench.prepare(cache, inputs.npy)
+    floor = min(
+        (
+            best([bench.python, "-c", FLOOR_NPY, inputs.npy, size], repeat, before=before)
+            for size in (1 << 20, 1 << 24)
+        ),
+        key=lambda r: r.wall,
+    )
+    bench.add(f"floor-npy-{cache}", "read", ".npy", cache, "plain readinto loop", floor)
+    for strategy, lengths in (("mean", False), ("max", False), ("mean", True), ("last", True)):
+        label = f"{strategy}{' --lengths' if lengths else ''}"
+        cmd = bench.reduce_cmd(inputs.npy, strategy, lengths, "out.npy")
+        result = best(cmd, repeat, before=before)
+        bench.add(
+            f"{strategy}{'-L' if lengths else ''}-npy-{cache}",
+            label,
+            ".npy",
+            cache,
+            "lstmshape",
+            result,
+        )
+    if cache == "warm":
+        for strategy in ("mean", "max"):
+            one = best(
+                [bench.python, "-c", ONE_LINERS[strategy], inputs.npy, "one.npy"], 1, before=before
+            )
+            bench.add(f"{strategy}-npy-oneliner", strategy, ".npy", cache, "numpy one-liner", one)
+            ein = best(
+                [bench.python, "-c", EINOPS[strategy], inputs.npy, "ein.npy"], 1, before=before
+            )
+            bench.add(f"{strategy}-npy-einops", strategy, ".npy", cache, "einops.reduce", ein)
+    for variant in ("last", "last-mmap"):
+        cmd = [bench.python, "-c", ONE_LINERS[variant], inputs.npy, "one.npy", inputs.lengths]
+        one = best(cmd, 1, before=before)
+        tool = "numpy one-liner" if variant == "last" else "numpy memmap gather"
+        bench.add(f"{variant}-npy-oneliner-{cache}", "last --lengths", ".npy", cache, tool, one)
+
+
+def run_engine(bench: Bench) -> None:
+    """In-process engine times (start-up excluded): full mean vs last's row gather."""
+    inputs = bench.inputs
+    before = bench.prepare("warm", inputs.npy)
+    for strategy in ("mean", "last"):
+        cmd = [bench.python, "-c", ENGINE, inputs.npy, inputs.lengths, strategy]
+        result = best(cmd, bench.repeat, before=before)
+        bench.results[f"engine-{strategy}"] = result
+
+
+def run_h5(bench: Bench, cache: str) -> None:
+    inputs, repeat = bench.inputs, bench.repeat
+    before = bench.prepare(cache, inputs.h5)
+    floor = min(
+        (
+            best([bench.python, "-c", FLOOR_H5, inputs.h5, k], repeat, before=before)
+            for k in (1, 16)
+        ),
+        key=lambda r: r.wall,
+    )
+    bench.add(f"floor-h5-{cache}", "read", ".h5", cache, "h5py read_direct loop", floor)
+    for strategy, lengths in (("mean", False), ("max", False), ("last", True)):
+        label = f"{strategy}{' --lengths' if lengths else ''}"
+        cmd = bench.reduce_cmd(f"{inputs.h5}:/data", strategy, lengths, "out.npy")
+        bench.add(
+            f"{strategy}-h5-{cache}",
+            label,
+            ".h5",
+            cache,
+            "lstmshape",
+            best(cmd, repeat, before=before),
+        )
+    if cache == "warm":
+        one = best(
+            [bench.python, "-c", ONE_LINERS["mean-h5"], inputs.h5, "one.npy"], 1, before=before
+        )
+        bench.add("mean-h5-oneliner", "mean", ".h5", cache, "h5py one-liner", one)
+
+
+def run_tnf(bench: Bench) -> None:
+    inputs = bench.inputs
+    before = bench.prepare("warm", inputs.tnf)
+    floor = best([bench.python, "-c", FLOOR_NPY, inputs.tnf, 1 << 24], bench.repeat, before=before)
+    bench.add("floor-tnf-warm", "read", ".npy (T,N,F)", "warm", "plain readinto loop", floor)
+    for strategy, lengths in (("mean", True), ("last", True)):
+        cmd = bench.reduce_cmd(inputs.tnf, strategy, lengths, "out.npy")
+        cmd[3:3] = ["--layout", "tnf"]
+        bench.add(
+            f"{strategy}-tnf-warm",
+            f"{strategy} --lengths",
+            ".npy (T,N,F)",
+            "warm",
+            "lstmshape",
+            best(cmd, bench.repeat, before=before),
+        )
+
+
+def run_startup(bench: Bench, editable_bin: Path) -> dict[str, dict[str, float]]:
+    """Best of 15 wall times (ms) of start-up commands, per installation."""
+    tiny = bench.inputs.tiny
+    base_env = dict(os.environ)
+    installs = {
+        "installed (non-editable, .pyc)": (bench.bin, base_env),
+        "editable .venv, as the environment is": (editable_bin, base_env),
+    }
+    out: dict[str, dict[str, float]] = {}
+    for name, (bindir, env) in installs.items():
+        exe = str(bindir / "lstmshape")
+        cmds = {
+            'python -c "import numpy"': [str(bindir / "python"), "-c", "import numpy"],
+            "lstmshape --version": [exe, "--version"],
+            "lstmshape --help": [exe, "--help"],
+            "lstmshape inspect tiny.npy": [exe, "inspect", tiny],
+        }
+        out[name] = {k: best(c, 15, env=env).wall * 1000 for k, c in cmds.items()}
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def table(bench: Bench) -> str:
+    lines = [
+        "| case | input | cache | tool | wall s | GB/s | x one-liner | x floor | peak RSS MiB |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    r = bench.results
+    for row in bench.rows:
+        one = _one_liner_for(row, r)
+        floor = _floor_for(row, r)
+        rate = row.nbytes / row.run.wall / 1e9
+        vs_one = f"{one.wall / row.run.wall:.1f}" if one and row.tool == "lstmshape" else ""
+        vs_floor = f"{floor.wall / row.run.wall:.2f}" if floor and "floor" not in row.tool else ""
+        if "loop" in row.tool:
+            vs_floor = "1.00"
+        lines.append(
+            f"| {row.case} | {row.fmt} | {row.cache} | {row.tool} | {row.run.wall:.3f} | "
+            f"{rate:.2f} | {vs_one} | {vs_floor} | {row.run.rss_mb:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def _one_liner_for(row: Row, r: dict[str, Run]) -> Run | None:
+    if row.fmt == ".h5":
+        return r.get("mean-h5-oneliner") if row.case == "mean" else None
+    if row.fmt != ".npy":
+        return None
+    if row.case.startswith("last"):
+        return r.get(f"last-npy-oneliner-{row.cache}")
+    return r.get(f"{row.case}-npy-oneliner")
+
+
+def _floor_for(row: Row, r: dict[str, Run]) -> Run | None:
+    kind = {".npy": "npy", ".h5": "h5"}.get(row.fmt, "tnf")
+    return r.get(f"floor-{kind}-{row.cache}")
+
+
+@dataclass
+class Target:
+    text: str
+    value: str
+    ok: bool | None  # None: not measured
+
+
+def targets(bench: Bench, startup: dict, rss_sizes: dict[str, float]) -> list[Target]:
+    r = bench.results
+    out: list[Target] = []
+
+    def ratio(a: str, b: str) -> float | None:
+        return r[a].wall / r[b].wall if a in r and b in r else None
+
+    def add(text: str, value: float | None, fmt: str, ok: bool | None) -> None:
+        out.append(Target(text, "not measured" if value is None else fmt.format(value), ok))
+
+    v = ratio("mean-npy-oneliner", "mean-npy-warm")
+    add(
+        "mean .npy warm: >= 2.5x faster than the numpy one-liner",
+        v,
+        "{:.1f}x",
+        None if v is None else v >= 2.5,
+    )
+    if "mean-npy-warm" in r and "mean-npy-oneliner" in r:
+        v = r["mean-npy-oneliner"].rss_mb / r["mean-npy-warm"].rss_mb
+        add("mean .npy warm: peak RSS <= 1/16 of the one-liner's", v, "1/{:.0f}", v >= 16)
+    v = ratio("floor-npy-warm", "mean-npy-warm")
+    add(
+        "mean .npy warm: >= 0.8x the speed of a plain read (wall)",
+        v,
+        "{:.2f}x",
+        None if v is None else v >= 0.8,
+    )
+    v = ratio("floor-npy-cold", "mean-npy-cold")
+    add(
+        "mean .npy cold: >= 0.9x the speed of a plain cold read",
+        v,
+        "{:.2f}x",
+        None if v is None else v >= 0.9,
+    )
+    for size, rss in rss_sizes.items():
+        add(f"peak RSS, mean on {size}: <= 512 MB", rss, "{:.0f} MiB", rss * 2**20 <= 512e6)
+    if len(rss_sizes) > 1:
+        values = list(rss_sizes.values())
+        growth = values[-1] - values[0]
+        add("peak RSS not growing with the input", growth, "{:+.0f} MiB", growth < 16)
+    v = ratio("engine-mean", "engine-last")
+    add(
+        "last --lengths warm: >= 50x faster than a full reduce (in-process engine time)",
+        v,
+        "{:.0f}x",
+        None if v is None else v >= 50,
+    )
+    v = ratio("mean-npy-warm", "last-L-npy-warm")
+    add(
+        "  the same, whole commands (start-up included)",
+        v,
+        "{:.1f}x",
+        None if v is None else v >= 50,
+    )
+    v = ratio("floor-npy-cold", "last-L-npy-cold")
+    add(
+        "last --lengths cold: >= 1.5x faster than a plain cold read",
+        v,
+        "{:.1f}x",
+        None if v is None else v >= 1.5,
+    )
+    v = ratio("floor-h5-warm", "mean-h5-warm")
+    add(
+        ".h5 mean warm: >= 0.8x h5py's best read_direct loop",
+        v,
+        "{:.2f}x",
+        None if v is None else v >= 0.8,
+    )
+    v = ratio("floor-h5-cold", "mean-h5-cold")
+    add(
+        ".h5 mean cold: >= 0.8x h5py's best read_direct loop",
+        v,
+        "{:.2f}x",
+        None if v is None else v >= 0.8,
+    )
+    for name, times in startup.items():
+        numpy_ms = times['python -c "import numpy"']
+        for cmd, limit in (("--version", 0.5), ("--help", 0.5), ("inspect tiny.npy", 1.6)):
+            v = times[f"lstmshape {cmd}"] / numpy_ms
+            add(
+                f"start-up `lstmshape {cmd}` <= {limit}x import numpy [{name}]",
+                v,
+                "{:.2f}x",
+                v <= limit,
+            )
+    return out
+
+
+def machine_facts() -> str:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    blas = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
+    return textwrap.dedent(
+        f"""\
+        - date: {datetime.datetime.now().astimezone().isoformat(timespec="minutes")}
+        - machine: {os.cpu_count()} cores ({cpu}), {mem / GIB:.0f} GiB RAM, \
+{platform.system()} {platform.release()}
+        - Python {platform.python_version()}, numpy {np.__version__}\
+{", " + str(blas) if blas else ""}
+        - load average at the end (1, 5, 15 min): {load}"""
+    )
+
+
+def report(bench: Bench, startup: dict, rss_sizes: dict[str, float], eviction: str) -> str:
+    parts = [
+        f"# lstmshape benchmark: {human(bench.inputs.nbytes)} float32 (N, {T}, {F})",
+        "",
+        machine_facts(),
+        f"- {eviction}",
+        f"- best of {bench.repeat} runs per lstmshape/floor cell (one-liners: 1 run); "
+        "wall time of the whole command, peak RSS from os.wait4; x one-liner and x floor are "
+        "wall-time ratios (> 1: lstmshape is faster)",
+        "",
+        table(bench),
+        "",
+    ]
+    if "engine-mean" in bench.results:
+        em, el = bench.results["engine-mean"], bench.results["engine-last"]
+        parts.append(
+            f"In-process engine time (start-up excluded), warm: full mean reduce "
+            f"{em.inner:.3f} s, last --lengths row gather {el.inner:.4f} s."
+        )
+        parts.append("")
+    parts += ["Start-up, best of 15 (ms):", "", "| command | " + " | ".join(startup) + " |"]
+    parts.append("|---|" + "---:|" * len(startup))
+    for cmd in next(iter(startup.values())):
+        parts.append(f"| {cmd} | " + " | ".join(f"{s[cmd]:.0f}" for s in startup.values()) + " |")
+    parts += ["", "Targets (issue #5):", ""]
+    for target in targets(bench, startup, rss_sizes):
+        mark = {True: "PASS", False: "MISS", None: "----"}[target.ok]
+        parts.append(f"- {mark} {target.text}: {target.value}")
+    return "\n".join(parts) + "\n"
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def rss_check(bench: Bench, size: int) -> float:
+    """Peak RSS of lstmshape mean on a generated input of `size` bytes (deleted after)."""
+    extra = make_inputs(size, extras=False)
+    try:
+        cmd = bench.reduce_cmd(extra.npy, "mean", False, "out.npy")
+        return run(cmd).rss_mb
+    finally:
+        for path in (extra.npy, extra.h5, extra.lengths):
+            path.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=parse_size, default=parse_size("256MB"))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-cold", dest="cold", action="store_false")
+    parser.add_argument(
+        "--rss-size", type=parse_size, default=None, help="also check peak RSS on this size"
+    )
+    parser.add_argument("--save", type=Path, default=None, help="also write the report here")
+    parser.add_argument("--keep", action="store_true", help="keep bench/data afterwards")
+    args = parser.parse_args(argv)
+
+    inputs = make_inputs(args.size)
+    print("installing lstmshape into a scratch venv ...", flush=True)
+    bindir = scratch_install(DATA / "venv")
+    bench = Bench(inputs, bindir, args.repeat, args.cold)
+    try:
+        return _measure(bench, args)
+    finally:
+        if not args.keep:
+            shutil.rmtree(DATA, ignore_errors=True)
+
+
+def _measure(bench: Bench, args: argparse.Namespace) -> int:
+    inputs = bench.inputs
+    evict(inputs.npy)
+    left = cached_fraction(inputs.npy)
+    eviction = (
+        f"cold runs: posix_fadvise(DONTNEED) evicts the file ({left:.0%} of sampled pages "
+        "still cached right after)"
+        if left < 0.1
+        else f"cold runs NOT cold: {left:.0%} of sampled pages stay cached after DONTNEED"
+    )
+    print(eviction, flush=True)
+    steps = [("npy warm", lambda: run_npy(bench, "warm")), ("engine", lambda: run_engine(bench))]
+    steps += [("h5 warm", lambda: run_h5(bench, "warm")), ("tnf warm", lambda: run_tnf(bench))]
+    if args.cold:
+        steps += [("npy cold", lambda: run_npy(bench, "cold"))]
+        steps += [("h5 cold", lambda: run_h5(bench, "cold"))]
+    for name, step in steps:
+        started = time.perf_counter()
+        step()
+        print(f"  {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    startup = run_startup(bench, Path(sys.executable).parent)
+    rss_sizes = {human(inputs.nbytes): bench.results["mean-npy-warm"].rss_mb}
+    if args.rss_size:
+        rss_sizes[human(args.rss_size)] = rss_check(bench, args.rss_size)
+    text = report(bench, startup, rss_sizes, eviction)
+    print(text)
+    if args.save:
+        args.save.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
