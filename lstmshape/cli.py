@@ -6,6 +6,7 @@ commands, so `lstmshape --help` and `--version` start fast.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -237,6 +238,7 @@ nan_policy_option = click.option(
     help="NaN in a valid step: propagate it, omit the step (as padding) or raise an error.",
 )
 
+
 def _allow_external(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     from lstmshape import io
 
@@ -437,9 +439,15 @@ def _mask_spec(request: MaskRequest, shape_ntf: tuple[int, ...]) -> MaskSpec:
         return MaskSpec()
     n, t = shape_ntf[0], shape_ntf[1]
     n_axis = 1 if request.layout == "tnf" else 0
-    mask = None if request.mask_ref is None else _load_small(io, request.mask_ref, "mask", n_axis)
+    mask = (
+        None
+        if request.mask_ref is None
+        else _load_small(io, request.mask_ref, "mask", n_axis, values=n * t)
+    )
     lengths = (
-        None if request.lengths_ref is None else _load_small(io, request.lengths_ref, "lengths")
+        None
+        if request.lengths_ref is None
+        else _load_small(io, request.lengths_ref, "lengths", values=n)
     )
     validity = build_validity(
         None, n=n, t=t, mask=mask, lengths=lengths, pad_side=request.pad_side, layout=request.layout
@@ -451,7 +459,10 @@ def _mask_spec(request: MaskRequest, shape_ntf: tuple[int, ...]) -> MaskSpec:
     return MaskSpec(validity=validity)
 
 
-def _load_small(io: Any, ref: ArrayRef, what: str, axis: int = 0) -> Any:
+def _load_small(
+    io: Any, ref: ArrayRef, what: str, axis: int = 0, *, values: int | None = None
+) -> Any:
+    """A mask, lengths, weights or bias array, read whole. `values`: how many it must hold."""
     import numpy as np
 
     from lstmshape.sources import MultiRef, load_joined
@@ -459,7 +470,45 @@ def _load_small(io: Any, ref: ArrayRef, what: str, axis: int = 0) -> Any:
     if isinstance(ref, MultiRef):  # several files joined along N (axis)
         return load_joined(ref, axis)
     with io.open_array(ref) as source:
+        _refuse_unread(source, what, values)
         return np.asarray(source.read_all())
+
+
+# Below this size a mask or lengths array is read and checked in full (the messages say
+# what is wrong with it); above it, one holding the wrong number of values is refused unread.
+_CHECK_UNREAD_BYTES = 1 << 24
+
+
+def _refuse_unread(source: Any, what: str, values: int | None) -> None:
+    """Refuse an array that is read whole before reading it: a header can declare any size,
+    and a compressed one can inflate far beyond its file."""
+    size = int(math.prod(source.shape))
+    if values is not None and size != values and source.nbytes > _CHECK_UNREAD_BYTES:
+        raise InputError(
+            f"{what} {source.info.ref} has shape {tuple(source.shape)} ({size} values); "
+            f"the data needs {values}"
+        )
+    _refuse_over_memory(source, f"{what} {source.info.ref}", "it is read whole")
+
+
+def _refuse_over_memory(source: Any, what: str, why: str) -> None:
+    from lstmshape import io
+
+    limit = io.memory_limit()
+    if source.nbytes > limit:
+        raise InputError(
+            f"{what} holds {_size(source.nbytes)}; {why}, and at most {_size(limit)} is read "
+            "into memory at once (LSTMSHAPE_MAX_MEMORY)"
+        )
+
+
+def _size(nbytes: int) -> str:
+    value = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def _parse_float(text: str, option: str) -> float:
@@ -1026,6 +1075,11 @@ def reshape(
         if output.dry_run:
             _report(summary, output, dry_run=True)
             return
+        _refuse_over_memory(
+            source,
+            str(input_ref),
+            "reshape holds its whole input in memory (reduce, pool and project stream it)",
+        )
         out, side_outputs = compute(source.read_all())
     side_targets = {"lengths": lengths_out, "mask": mask_out}
     _save_reshaped(term, output, input_ref, mask, out, side_outputs, side_targets, summary)

@@ -64,6 +64,7 @@ __all__ = [
     "default_output_path",
     "list_arrays",
     "load",
+    "memory_limit",
     "open_array",
     "open_sink",
     "save",
@@ -664,6 +665,17 @@ def _zip_data_offset(path: str, member: zipfile.ZipInfo) -> int | None:
     return member.header_offset + 30 + name_len + extra_len
 
 
+def _refuse_inflating(where: str, header: _NpyHeader) -> None:
+    """A member that is decompressed whole into memory must fit the memory limit."""
+    limit = memory_limit()
+    if header.nbytes > limit:
+        raise InputError(
+            f"{where} is a compressed Fortran-order member of {header.nbytes} bytes, "
+            f"decompressed whole into memory; at most {limit} bytes are (LSTMSHAPE_MAX_MEMORY); "
+            "save it in C order or uncompressed (np.savez)"
+        )
+
+
 def _npz_member_data(
     path: str, zf: zipfile.ZipFile, member: zipfile.ZipInfo, header: _NpyHeader, where: str
 ) -> tuple[np.ndarray | None, readers.Reader]:
@@ -675,6 +687,8 @@ def _npz_member_data(
         return empty, readers.InMemory(empty)
     stored = member.compress_type == zipfile.ZIP_STORED and not member.flag_bits & 1
     offset = _zip_data_offset(path, member) if stored else None
+    if offset is None and header.fortran and len(header.shape) >= 2:
+        _refuse_inflating(where, header)
     try:
         if offset is not None:
             data = np.memmap(
@@ -1323,6 +1337,32 @@ class ArraySink:
 
     def _failure(self, exc: OSError) -> OutputError:
         return OutputError(f"cannot write {self.target}: {_os_reason(exc)}")
+
+
+def memory_limit() -> int:
+    """Bytes that one read into memory may take: LSTMSHAPE_MAX_MEMORY (e.g. 8G, 512M, or a
+    number of bytes), else half the machine's memory.
+
+    Whole-array reads (reshape's input, masks, weights) and streamed blocks rounded up to
+    whole stored chunks are refused above it: a header can declare any size, and a
+    compressed file can inflate far beyond its own.
+    """
+    text = os.environ.get("LSTMSHAPE_MAX_MEMORY", "").strip()
+    if text:
+        units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+        number, unit = text[:-1] if text[-1:].isalpha() else text, text[-1:].upper()
+        unit = unit if unit.isalpha() else ""
+        try:
+            return int(float(number) * units[unit])
+        except (KeyError, ValueError):
+            raise InputError(
+                f"LSTMSHAPE_MAX_MEMORY takes a size like 8G, 512M or a number of bytes; "
+                f"got {text!r}"
+            ) from None
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
 
 
 def _new_file_mode() -> int:

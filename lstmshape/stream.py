@@ -95,7 +95,26 @@ def _block_step(source: Any, axis: int, n: int, chunk_bytes: int) -> int:
     step = max(1, chunk_bytes // max(per_sample, 1))
     reader = _reader_of(source)
     unit = reader.align(axis) if reader is not None else 1
+    if unit > 1:
+        _refuse_huge_chunks(source, unit, per_sample)
     return max(unit, step // unit * unit) if unit > 1 else step
+
+
+def _refuse_huge_chunks(source: Any, unit: int, per_sample: int) -> None:
+    """Blocks are rounded up to whole stored chunks; refuse chunks so long along N that one
+    such block would not fit in memory (a chunk spanning every sample of a huge or
+    decompression-bomb dataset), rather than reading it all at once."""
+    from lstmshape.io import memory_limit
+
+    need, limit = unit * per_sample, memory_limit()
+    if need > limit:
+        info = getattr(source, "info", None)
+        name = info.ref if info is not None else "the input"
+        raise InputError(
+            f"{name} is stored in chunks of {unit} samples ({need / 2**20:.0f} MiB of data "
+            f"each), more than the {limit / 2**20:.0f} MiB that is read into memory at once "
+            "(LSTMSHAPE_MAX_MEMORY); rechunk it along N (h5repack -l) or raise the limit"
+        )
 
 
 def _buffered_blocks(
