@@ -46,6 +46,7 @@ T, F = 128, 256
 SAMPLE_BYTES = T * F * 4
 H5_CHUNK_SAMPLES = 8
 GIB = 2**30
+STARTUP_ROUNDS = 20
 
 # A child's ru_maxrss starts at its parent's resident set (fork copies it, exec keeps the
 # high-water mark): this small launcher forks the measured command and reports its own child.
@@ -380,105 +381,163 @@ class Bench:
         return [*cmd, "-o", DATA / out, "--force", "-q"]
 
 
-def run_npy(bench: Bench, cache: str) -> None:
-    inputs, repeat = bench.inputs, bench.repeat
-    before = bench.prepare(cache, inputs.npy)
-    floor = min(
-        (
-            best([bench.python, "-c", FLOOR_NPY, inputs.npy, size], repeat, before=before)
-            for size in (1 << 20, 1 << 24)
-        ),
-        key=lambda r: r.wall,
-    )
-    bench.add(f"floor-npy-{cache}", "read", ".npy", cache, "plain readinto loop", floor)
-    for strategy, lengths in (("mean", False), ("max", False), ("mean", True), ("last", True)):
-        label = f"{strategy}{' --lengths' if lengths else ''}"
-        cmd = bench.reduce_cmd(inputs.npy, strategy, lengths, "out.npy")
-        result = best(cmd, repeat, before=before)
-        bench.add(
-            f"{strategy}{'-L' if lengths else ''}-npy-{cache}",
-            label,
-            ".npy",
-            cache,
-            "lstmshape",
-            result,
+@dataclass
+class Cell:
+    """One command of the table; `key` names its result (`base#variant`: the best variant)."""
+
+    key: str
+    case: str
+    fmt: str
+    tool: str
+    cmd: list
+    repeat: int | None = None  # None: the bench's --repeat
+
+
+def measure(bench: Bench, cache: str, paths: Sequence[Path], cells: list[Cell]) -> None:
+    """Run the cells round-robin (so drift in the machine's load hits them alike), each
+    `repeat` times, evicting or warming `paths` before every run; add the best of each."""
+    before = bench.prepare(cache, *paths)
+    runs: dict[str, list[Run]] = {cell.key: [] for cell in cells}
+    rounds = max(cell.repeat or bench.repeat for cell in cells)
+    for round_ in range(rounds):
+        for cell in cells:
+            if round_ < (cell.repeat or bench.repeat):
+                if callable(before):
+                    before()
+                runs[cell.key].append(run(cell.cmd))
+    done: set[str] = set()
+    for cell in cells:
+        base = cell.key.split("#")[0]
+        if base in done:
+            continue
+        done.add(base)
+        mine = [r for key, rs in runs.items() if key.split("#")[0] == base for r in rs]
+        inner = [r.inner for r in mine if r.inner is not None]
+        result = Run(
+            min(r.wall for r in mine), max(r.rss_mb for r in mine), min(inner) if inner else None
         )
+        bench.add(base, cell.case, cell.fmt, cache, cell.tool, result)
+
+
+def _strategy_cells(bench: Bench, path: object, fmt: str, kind: str, cache: str) -> list[Cell]:
+    cells = []
+    for strategy, lengths in (("mean", False), ("max", False), ("mean", True), ("last", True)):
+        if kind == "h5" and (strategy, lengths) == ("mean", True):
+            continue
+        label = f"{strategy}{' --lengths' if lengths else ''}"
+        key = f"{strategy}{'-L' if lengths else ''}-{kind}-{cache}"
+        cmd = bench.reduce_cmd(path, strategy, lengths, "out.npy")
+        cells.append(Cell(key, label, fmt, "lstmshape", cmd))
+    return cells
+
+
+def run_npy(bench: Bench, cache: str) -> None:
+    inputs, py = bench.inputs, bench.python
+    cells = [
+        Cell(
+            f"floor-npy-{cache}#{size}",
+            "read",
+            ".npy",
+            "plain readinto loop",
+            [py, "-c", FLOOR_NPY, inputs.npy, size],
+        )
+        for size in (1 << 20, 1 << 24)
+    ]
+    cells += _strategy_cells(bench, inputs.npy, ".npy", "npy", cache)
     if cache == "warm":
         for strategy in ("mean", "max"):
-            one = best(
-                [bench.python, "-c", ONE_LINERS[strategy], inputs.npy, "one.npy"], 1, before=before
+            cells.append(
+                Cell(
+                    f"{strategy}-npy-oneliner",
+                    strategy,
+                    ".npy",
+                    "numpy one-liner",
+                    [py, "-c", ONE_LINERS[strategy], inputs.npy, "one.npy"],
+                    1,
+                )
             )
-            bench.add(f"{strategy}-npy-oneliner", strategy, ".npy", cache, "numpy one-liner", one)
-            ein = best(
-                [bench.python, "-c", EINOPS[strategy], inputs.npy, "ein.npy"], 1, before=before
+            cells.append(
+                Cell(
+                    f"{strategy}-npy-einops",
+                    strategy,
+                    ".npy",
+                    "einops.reduce",
+                    [py, "-c", EINOPS[strategy], inputs.npy, "ein.npy"],
+                    1,
+                )
             )
-            bench.add(f"{strategy}-npy-einops", strategy, ".npy", cache, "einops.reduce", ein)
-    for variant in ("last", "last-mmap"):
-        cmd = [bench.python, "-c", ONE_LINERS[variant], inputs.npy, "one.npy", inputs.lengths]
-        one = best(cmd, 1, before=before)
-        tool = "numpy one-liner" if variant == "last" else "numpy memmap gather"
-        bench.add(f"{variant}-npy-oneliner-{cache}", "last --lengths", ".npy", cache, tool, one)
+    for variant, tool in (("last", "numpy one-liner"), ("last-mmap", "numpy memmap gather")):
+        cmd = [py, "-c", ONE_LINERS[variant], inputs.npy, "one.npy", inputs.lengths]
+        cells.append(
+            Cell(f"{variant}-npy-oneliner-{cache}", "last --lengths", ".npy", tool, cmd, 1)
+        )
+    measure(bench, cache, [inputs.npy], cells)
 
 
 def run_engine(bench: Bench) -> None:
     """In-process engine times (start-up excluded): full mean vs last's row gather."""
     inputs = bench.inputs
-    before = bench.prepare("warm", inputs.npy)
-    for strategy in ("mean", "last"):
-        cmd = [bench.python, "-c", ENGINE, inputs.npy, inputs.lengths, strategy]
-        result = best(cmd, bench.repeat, before=before)
-        bench.results[f"engine-{strategy}"] = result
+    cells = [
+        Cell(
+            f"engine-{s}",
+            s,
+            ".npy",
+            "engine",
+            [bench.python, "-c", ENGINE, inputs.npy, inputs.lengths, s],
+        )
+        for s in ("mean", "last")
+    ]
+    measure(bench, "warm", [inputs.npy], cells)
+    bench.rows = [row for row in bench.rows if row.tool != "engine"]
 
 
 def run_h5(bench: Bench, cache: str) -> None:
-    inputs, repeat = bench.inputs, bench.repeat
-    before = bench.prepare(cache, inputs.h5)
-    floor = min(
-        (
-            best([bench.python, "-c", FLOOR_H5, inputs.h5, k], repeat, before=before)
-            for k in (1, 16)
-        ),
-        key=lambda r: r.wall,
-    )
-    bench.add(f"floor-h5-{cache}", "read", ".h5", cache, "h5py read_direct loop", floor)
-    for strategy, lengths in (("mean", False), ("max", False), ("last", True)):
-        label = f"{strategy}{' --lengths' if lengths else ''}"
-        cmd = bench.reduce_cmd(f"{inputs.h5}:/data", strategy, lengths, "out.npy")
-        bench.add(
-            f"{strategy}-h5-{cache}",
-            label,
+    inputs, py = bench.inputs, bench.python
+    cells = [
+        Cell(
+            f"floor-h5-{cache}#{k}",
+            "read",
             ".h5",
-            cache,
-            "lstmshape",
-            best(cmd, repeat, before=before),
+            "h5py read_direct loop",
+            [py, "-c", FLOOR_H5, inputs.h5, k],
         )
+        for k in (1, 16)
+    ]
+    cells += _strategy_cells(bench, f"{inputs.h5}:/data", ".h5", "h5", cache)
     if cache == "warm":
-        one = best(
-            [bench.python, "-c", ONE_LINERS["mean-h5"], inputs.h5, "one.npy"], 1, before=before
+        cells.append(
+            Cell(
+                "mean-h5-oneliner",
+                "mean",
+                ".h5",
+                "h5py one-liner",
+                [py, "-c", ONE_LINERS["mean-h5"], inputs.h5, "one.npy"],
+                1,
+            )
         )
-        bench.add("mean-h5-oneliner", "mean", ".h5", cache, "h5py one-liner", one)
+    measure(bench, cache, [inputs.h5], cells)
 
 
 def run_tnf(bench: Bench) -> None:
-    inputs = bench.inputs
-    before = bench.prepare("warm", inputs.tnf)
-    floor = best([bench.python, "-c", FLOOR_NPY, inputs.tnf, 1 << 24], bench.repeat, before=before)
-    bench.add("floor-tnf-warm", "read", ".npy (T,N,F)", "warm", "plain readinto loop", floor)
-    for strategy, lengths in (("mean", True), ("last", True)):
-        cmd = bench.reduce_cmd(inputs.tnf, strategy, lengths, "out.npy")
-        cmd[3:3] = ["--layout", "tnf"]
-        bench.add(
-            f"{strategy}-tnf-warm",
-            f"{strategy} --lengths",
-            ".npy (T,N,F)",
-            "warm",
-            "lstmshape",
-            best(cmd, bench.repeat, before=before),
+    inputs, fmt = bench.inputs, ".npy (T,N,F)"
+    cells = [
+        Cell(
+            "floor-tnf-warm",
+            "read",
+            fmt,
+            "plain readinto loop",
+            [bench.python, "-c", FLOOR_NPY, inputs.tnf, 1 << 24],
         )
+    ]
+    for strategy in ("mean", "last"):
+        cmd = bench.reduce_cmd(inputs.tnf, strategy, True, "out.npy")
+        cmd[3:3] = ["--layout", "tnf"]
+        cells.append(Cell(f"{strategy}-tnf-warm", f"{strategy} --lengths", fmt, "lstmshape", cmd))
+    measure(bench, "warm", [inputs.tnf], cells)
 
 
 def run_startup(bench: Bench, editable_bin: Path) -> dict[str, dict[str, float]]:
-    """Best of 15 wall times (ms) of start-up commands, per installation."""
+    """Best wall times (ms) of start-up commands, per installation."""
     tiny = bench.inputs.tiny
     base_env = dict(os.environ)
     installs = {
@@ -494,7 +553,11 @@ def run_startup(bench: Bench, editable_bin: Path) -> dict[str, dict[str, float]]
             "lstmshape --help": [exe, "--help"],
             "lstmshape inspect tiny.npy": [exe, "inspect", tiny],
         }
-        out[name] = {k: best(c, 15, env=env).wall * 1000 for k, c in cmds.items()}
+        walls: dict[str, list[float]] = {k: [] for k in cmds}
+        for _ in range(STARTUP_ROUNDS):  # round-robin: load drift hits every command alike
+            for key, cmd in cmds.items():
+                walls[key].append(run(cmd, env=env).wall)
+        out[name] = {k: min(v) * 1000 for k, v in walls.items()}
     return out
 
 
@@ -673,7 +736,11 @@ def report(bench: Bench, startup: dict, rss_sizes: dict[str, float], eviction: s
             f"{em.inner:.3f} s, last --lengths row gather {el.inner:.4f} s."
         )
         parts.append("")
-    parts += ["Start-up, best of 15 (ms):", "", "| command | " + " | ".join(startup) + " |"]
+    parts += [
+        f"Start-up, best of {STARTUP_ROUNDS} (ms):",
+        "",
+        "| command | " + " | ".join(startup) + " |",
+    ]
     parts.append("|---|" + "---:|" * len(startup))
     for cmd in next(iter(startup.values())):
         parts.append(f"| {cmd} | " + " | ".join(f"{s[cmd]:.0f}" for s in startup.values()) + " |")

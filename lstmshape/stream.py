@@ -29,10 +29,11 @@ batch-first and time-major files (128 runs of 128 KiB per block), two buffers co
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections import deque
+import queue
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -162,20 +163,58 @@ def _buffered_blocks(
         finally:
             release(current)
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstmshape-read") as pool:
-        pending: deque[Future[tuple[int, int, Array, bool]]] = deque([pool.submit(fill, 0)])
-        try:
-            for k in range(count):
-                release(current)
-                if k + 1 < count:
-                    # The buffer of block k + 1 held block k - 1, which the consumer is done with.
-                    pending.append(pool.submit(fill, k + 1))
-                current = pending.popleft().result()
-                yield current[:3]
-        finally:
-            for future in pending:
-                future.cancel()
+    ahead = _Ahead()
+    ahead.submit(lambda: fill(0))
+    outstanding = 1
+    try:
+        for k in range(count):
             release(current)
+            current = None
+            if k + 1 < count:
+                # The buffer of block k + 1 held block k - 1, which the consumer is done with.
+                ahead.submit(lambda k=k: fill(k + 1))
+                outstanding += 1
+            outstanding -= 1
+            current = ahead.result()
+            yield current[:3]
+    finally:
+        release(current)
+        for _ in range(outstanding):  # a consumer that stopped early: let reads finish
+            with contextlib.suppress(Exception):
+                release(ahead.result())
+        ahead.close()
+
+
+class _Ahead:
+    """One background thread running submitted calls in order; `result` gives the next
+    outcome (a call's exception is raised there). Plain threads keep `concurrent.futures`
+    (and the `logging` it imports) out of start-up."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="lstmshape-read", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                self._done.put((True, job()))
+            except BaseException as exc:  # raised in the consumer by result()
+                self._done.put((False, exc))
+
+    def submit(self, job: Callable[[], Any]) -> None:
+        self._jobs.put(job)
+
+    def result(self) -> Any:
+        ok, value = self._done.get()
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
 
 
 def _plain_blocks(source: Any, axis: int, n: int, step: int) -> Iterator[tuple[int, int, Array]]:

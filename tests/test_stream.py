@@ -8,6 +8,7 @@ import itertools
 import os
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -435,6 +436,19 @@ def test_cached_blocks_are_mapped_and_released(tmp_path: Path) -> None:
     os.truncate(tmp_path / "in.npy", 200)
     with pytest.raises(io.InputError, match="truncated"), io.open_array(ref) as source:
         pass
+
+
+@pytest.mark.parametrize("maps", [True, False])
+def test_stopping_early_ends_the_reader_thread(tmp_path: Path, maps: bool) -> None:
+    x = _data(16)
+    ref = _write(x, "npy", tmp_path / "in")
+    with io.open_array(ref) as source:
+        source.reader.maps = maps
+        blocks = stream.iter_blocks(source, "ntf", MaskSpec(), chunk_bytes=ROW)
+        _, _, first, _ = next(blocks)
+        np.testing.assert_array_equal(first, x[:1])
+        blocks.close()
+    assert not [t for t in threading.enumerate() if t.name == "lstmshape-read"]
 
 
 def test_stored_member_reads_at_its_offset(tmp_path: Path) -> None:
