@@ -5,9 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO := build/demo
 SIZE ?= 256MB
+FUZZ_SECONDS ?= 600
+SOAK_ITERATIONS ?= 500
 LS := $(VENV)/bin/lstmshape
 
-.PHONY: demo test lint bench fuzz samples clean
+.PHONY: demo test lint bench fuzz soak samples clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +41,15 @@ lint: $(STAMP)
 # make bench SIZE=4GB [BENCH_ARGS="--rss-size 8GB --save bench/RESULTS.md"]
 bench: $(STAMP)
 	$(PY) bench/run.py --size $(SIZE) $(BENCH_ARGS)
+
+# The long safety runs (docs/safety.md): damaged inputs through every command for
+# FUZZ_SECONDS (it prints how many cases it tried), then the piped soak.
+fuzz: $(STAMP)
+	$(PY) bench/fuzz.py --seconds $(FUZZ_SECONDS)
+	$(PY) bench/soak.py --iterations $(SOAK_ITERATIONS)
+
+soak: $(STAMP)
+	$(PY) bench/soak.py --iterations $(SOAK_ITERATIONS)
 
 samples: $(STAMP)
 	$(PY) samples/make_samples.py

@@ -91,7 +91,6 @@ _PARSE_ERRORS = (
     zlib.error,
     SyntaxError,
     tokenize.TokenError,  # numpy re-tokenizes a header it cannot parse
-    RecursionError,  # a header of deeply nested brackets
     OverflowError,
 )
 
@@ -700,7 +699,7 @@ def _npz_member_data(
                 order=header.order,
             )
             return data, _file_reader(path, offset + header.offset, header, data, where)
-        if not header.fortran or len(header.shape) < 2:
+        if header.shape and (not header.fortran or len(header.shape) < 2):  # 0-d: one value
             stream = readers.ZipStream(
                 path, member, header.offset, header.shape, header.dtype, where
             )
