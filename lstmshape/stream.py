@@ -33,6 +33,7 @@ import contextlib
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -138,9 +139,11 @@ def _buffered_blocks(
     # pile up in the resident set (measured: 450 MiB for a 4 GiB file).
     maps = bool(getattr(reader, "maps", False)) and axis == 0
 
-    def fill(k: int) -> tuple[int, int, Array, bool]:
+    probe = _MapOrCopy(count if maps and depth > 1 else 0)
+
+    def fill(k: int, use_map: bool = maps) -> tuple[int, int, Array, bool]:
         start, stop = k * step, min(n, (k + 1) * step)
-        if maps and reader.cached(start, stop, axis):  # type: ignore[attr-defined]
+        if use_map and reader.cached(start, stop, axis):  # type: ignore[attr-defined]
             return start, stop, reader.map_block(start, stop, axis), True  # type: ignore[attr-defined]
         while len(buffers) <= k % depth:
             buffers.append(aligned_buffer(min(step, n) * per_index))
@@ -170,9 +173,11 @@ def _buffered_blocks(
         for k in range(count):
             release(current)
             current = None
+            probe.mark(k)
             if k + 1 < count:
                 # The buffer of block k + 1 held block k - 1, which the consumer is done with.
-                ahead.submit(lambda k=k: fill(k + 1))
+                use_map = maps and probe.use_map(k + 1)
+                ahead.submit(lambda k=k, use_map=use_map: fill(k + 1, use_map))
                 outstanding += 1
             outstanding -= 1
             current = ahead.result()
@@ -183,6 +188,37 @@ def _buffered_blocks(
             with contextlib.suppress(Exception):
                 release(ahead.result())
         ahead.close()
+
+
+class _MapOrCopy:
+    """Whether cached blocks are used in place (mapped) or copied into a buffer, by timing.
+
+    Mapping costs no copy, but the kernel then reads from memory; a copy made by the
+    background thread lands in the cache, where a slow kernel (max/min) runs faster. The
+    first blocks are timed both ways (what the consumer waits for plus its own work) and
+    the faster way is kept. Measured on 4 GiB: mean 0.39 s mapped vs 0.57 s copied, max
+    0.80 s mapped vs 0.56 s copied.
+    """
+
+    SPAN = 6  # blocks timed each way
+
+    def __init__(self, count: int) -> None:
+        self.active = count >= 2 * self.SPAN + 4
+        self._marks: dict[int, float] = {}
+        self._map = True
+
+    def use_map(self, k: int) -> bool:
+        if not self.active or k <= self.SPAN:
+            return True
+        return self._map if k > 2 * self.SPAN else False
+
+    def mark(self, k: int) -> None:
+        """The consumer asks for block k (it is done with block k - 1)."""
+        if self.active and k in (1, self.SPAN + 1, 2 * self.SPAN + 1):
+            self._marks[k] = time.perf_counter()
+            if k == 2 * self.SPAN + 1:
+                first, middle = self._marks[1], self._marks[self.SPAN + 1]
+                self._map = middle - first <= self._marks[k] - middle
 
 
 class _Ahead:

@@ -438,6 +438,19 @@ def test_cached_blocks_are_mapped_and_released(tmp_path: Path) -> None:
         pass
 
 
+def test_many_blocks_timed_both_ways_give_the_same_result(tmp_path: Path) -> None:
+    """Past 16 blocks the engine times mapped and copied blocks and keeps the faster way."""
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((40, T, F)).astype(np.float32)
+    ref = _write(x, "npy", tmp_path / "in")
+    lengths = rng.integers(0, T + 1, 40)
+    for strategy in ("mean", "max"):
+        plan = api.plan_reduce(x.shape, x.dtype, strategy, empty="zero")
+        spec = MaskSpec(validity=Validity.from_lengths(lengths, T))
+        expected = api.reduce(x, strategy, lengths=lengths, empty="zero")
+        np.testing.assert_array_equal(_stream(ref, _full_read(plan), spec, ROW), expected)
+
+
 @pytest.mark.parametrize("maps", [True, False])
 def test_stopping_early_ends_the_reader_thread(tmp_path: Path, maps: bool) -> None:
     x = _data(16)
