@@ -4,12 +4,16 @@ Each block holds whole samples (every timestep of them), so any kernel that work
 per sample gives the same result streamed as in memory. A block is sized in bytes
 (`chunk_bytes`), not samples; one sample per block is the floor.
 
-Reading. An `io.ArraySource` carries a `readers.Reader`; blocks are then read into two
-buffers allocated once and reused (`readinto`-style positioned reads, `read_direct` for
-filtered HDF5), the next block read by a background thread while the kernel works on the
-current one. No memory map is involved, so the resident set stays at about two blocks plus
-the kernel's temporaries whatever the input size. Any other source (several files joined,
-Zarr) is read through its `read(start, stop, axis)`.
+Reading. An `io.ArraySource` carries a `readers.Reader`, and the next block is fetched by a
+background thread while the kernel works on the current one. A block that is not in the page
+cache is read into one of two buffers allocated once and reused (positioned reads,
+`read_direct` for filtered HDF5): the disk is the limit, and the kernel's read-ahead keeps
+it busy. A batch-first block that is cached is either used in place through a map of the
+file (its pages mapped ahead, then dropped from the resident set: no copy at all) or copied
+into a buffer, which puts it in the CPU cache for a slow kernel; the first blocks are timed
+both ways and the faster is kept (`_MapOrCopy`). Either way the resident set stays at a few
+blocks plus the kernel's temporaries, whatever the input size. Any other source (several
+files joined, Zarr) is read through its `read(start, stop, axis)`.
 
 Kernels receive views of the reused buffers: they must return new arrays (they do; the
 engine copies any output that would share memory with the buffer anyway).
@@ -19,12 +23,19 @@ validity is known before reading (a mask file, lengths, or no mask) and the read
 fetch single rows, `run_plan` reads just those rows (`Plan.gather`): time grows with N·F,
 not N·T·F.
 
-Block size (`DEFAULT_CHUNK_BYTES`), measured with bench/run.py on the 2-core machine in
-bench/RESULTS.md (float32 (N, 128, 256), page cache warm, background reads on): blocks of
-1-4 MiB stay in the 2 MiB L2 / shared L3 but pay more per-block overhead (a Python round
-trip, a thread hand-off, one or T system calls); 8-32 MiB blocks run at 90-95% of a plain
-sequential read for mean and max. 16 MiB is the default: at the top of that plateau for
-batch-first and time-major files (128 runs of 128 KiB per block), two buffers cost 32 MiB.
+Block size (`DEFAULT_CHUNK_BYTES`, `--chunk-mb`), measured on the 2-core machine of
+bench/RESULTS.md: a float32 (32768, 128, 256) file of 4 GiB, page cache warm, in-process
+engine time, best of 4 (a plain `readinto` loop over the file takes 0.49-0.53 s):
+
+    block                        2M     4M     8M     16M    32M    64M
+    mean, mapped                 0.66   0.54   0.43   0.39   0.37   0.38
+    max, copied                  0.70   0.62   0.56   0.60   0.57   0.69
+    mean, time-major, copied     1.40   1.05   0.83   0.72   0.64   0.71
+
+Small blocks stay in the 2 MiB L2 cache but pay a Python round trip, a thread hand-off and
+(time-major) T system calls per block; from 16 MiB on the curve is flat within the noise of
+this shared machine. 16 MiB is the default: on the plateau for every layout, and two
+buffers cost 32 MiB of the resident set.
 """
 
 from __future__ import annotations
