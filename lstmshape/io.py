@@ -602,7 +602,8 @@ def _npz_entries(path: str, zf: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipI
     """KEY -> (zip member, .npy header) for every `.npy` member, headers parsed."""
     entries = {}
     for member in zf.infolist():
-        if member.is_dir() or not member.filename.endswith(".npy"):
+        # (is_dir() fails on an empty name, which a damaged archive can hold)
+        if not member.filename.endswith(".npy") or member.is_dir():
             continue
         key = member.filename[: -len(".npy")]
         where = f"{path}:{key}"

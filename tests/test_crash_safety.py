@@ -201,3 +201,15 @@ def test_full_disk_on_stdout_spool_is_an_output_error(tmp_path):
     assert result.stdout == b""
     assert result.stderr.decode().startswith("Error: cannot write")
     assert leftovers(tmp_path, {"x.npy"}) == []
+
+
+def test_stdout_waits_when_a_run_can_fail_after_its_last_block(run_cli, tmp_path):
+    """--empty error with --mask-value finds empty samples only while streaming: the data
+    must not have gone out before the error."""
+    x = np.ones((40, 200, 2), np.float32)  # 1.6 KB a sample: several blocks of 1 KB
+    x[37] = 0.0  # all padding under --mask-value 0: an empty sample, in the last block
+    np.save(tmp_path / "x.npy", x)
+    args = ["reduce", tmp_path / "x.npy", "-s", "mean", "--mask-value", "0", "--chunk-mb", "0.001"]
+    result = run_cli([*args, "-o", "-"])
+    assert result.exit_code == 2 and "(37)" in result.stderr
+    assert result.stdout_bytes == b""
