@@ -610,7 +610,10 @@ def _npz_entries(path: str, zf: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipI
         try:
             with zf.open(member) as fh:
                 header = _read_npy_header(fh, where)
-        except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:
+        except InputError:
+            raise
+        # ValueError: a local header whose name is not UTF-8 (UnicodeDecodeError)
+        except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, ValueError) as exc:
             raise InputError(f"cannot read {where}: {_one_line(exc)}") from None
         _check_length(where, member.file_size - header.offset, header)
         entries[key] = (member, header)
