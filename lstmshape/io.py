@@ -300,10 +300,12 @@ def _read_npy_header(fh: io.BufferedIOBase, where: str, noun: str = "file") -> _
 
 @contextlib.contextmanager
 def _quiet_header_warnings() -> Any:
-    """numpy warns (UserWarning) when it had to re-parse a Python 2 header; the header is
-    checked here anyway, and a warning would break the one-line error contract."""
+    """numpy warns when it had to re-parse a Python 2 header (UserWarning) and when a
+    header names a dtype by a deprecated alias such as 'a' (DeprecationWarning): properties
+    of the file, checked here anyway; a warning would break the one-line error contract."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, message=".*Python 2.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*alias.*")
         yield
 
 

@@ -147,6 +147,14 @@ def test_a_python_2_header_is_read_without_a_warning(run_cli, tmp_path):
     assert np.load(io.BytesIO(result.stdout_bytes)).tolist() == x[:, -1].tolist()
 
 
+def test_a_deprecated_dtype_alias_is_read_without_a_warning(run_cli, tmp_path):
+    """numpy 2 warns about the 'a' alias (bytes) in a header; the file is simply refused."""
+    (tmp_path / "x.npy").write_bytes(npy_bytes(header("(4, 5, 6)", "'a3'"), bytes(360)))
+    result = run_cli(["reduce", tmp_path / "x.npy", "-s", "mean", "-o", tmp_path / "o.npy"])
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == "Error: cannot reduce data of dtype |S3; expected numbers or bool\n"
+
+
 # ----------------------------------------------------------------------------- numeric warnings
 
 
