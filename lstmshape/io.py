@@ -1425,6 +1425,7 @@ class _TargetLock:
     """
 
     def __init__(self, target: Path) -> None:
+        self.target = target
         self.path = target.parent / f".{target.name}.lock"
         self._fd: int | None = None
         self._depth = 0
@@ -1449,8 +1450,8 @@ class _TargetLock:
             try:
                 # Read-only is enough for flock, and lets other users open an existing sidecar.
                 fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
-            except OSError as exc:
-                raise OutputError(f"cannot lock {self.path}: {_os_reason(exc)}") from None
+            except OSError as exc:  # an unwritable directory: the write itself would fail
+                raise OutputError(f"cannot write {self.target}: {_os_reason(exc)}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             except OSError:  # no locks on this file system: write unlocked
