@@ -7,9 +7,12 @@ a reader that does this with as few copies and system calls as the format allows
 - `FileArray`: a C-order array at a byte offset of a file (a `.npy` file, a stored `.npz`
   member, a contiguous unfiltered HDF5 dataset). A block along axis 0 is one `preadv` into
   the caller's buffer; along axis k it is one read per index of the axes before k (T reads
-  for a block of samples of a time-major (T, N, F) file). Memory maps are not used: every
-  page a map touches counts in the resident set, so a 4 GiB input would show 4 GiB of RSS,
-  and a cold gather through a map reads the whole file (read-around of each fault).
+  for a block of samples of a time-major (T, N, F) file). A block already in the page
+  cache can instead be used in place (`map_block`): its pages are mapped up front and
+  dropped from the process again by `unmap_block`. A map is never kept for the whole run,
+  as `np.load(mmap_mode="r")` does: every page it touches stays in the resident set (4 GiB
+  of RSS for a 4 GiB input), and a cold gather through a map reads the whole file
+  (read-around of each fault).
 - `ChunkedFile`: an unfiltered chunked HDF5 dataset read straight from the file, the chunk
   byte offsets taken once from the HDF5 chunk index (h5py's `read_direct` holds the GIL and
   reaches about 60% of a plain read; see bench/RESULTS.md).
@@ -106,10 +109,8 @@ def _bytes_of(out: Array) -> memoryview:
 # ----------------------------------------------------------------------------- positioned reads
 
 
-def _pread_into(fd: int, view: memoryview, offset: int, flags: int = 0) -> int:
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
     """One positioned read into `view`; the number of bytes read."""
-    if flags:
-        return os.preadv(fd, [view], offset, flags)
     if hasattr(os, "preadv"):
         return os.preadv(fd, [view], offset)
     data = os.pread(fd, len(view), offset)  # platforms without preadv
