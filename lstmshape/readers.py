@@ -52,6 +52,7 @@ __all__ = [
     "FileArray",
     "H5Direct",
     "InMemory",
+    "Joined",
     "Reader",
     "ZipStream",
     "aligned_buffer",
@@ -731,3 +732,66 @@ class InMemory:
 
     def close(self) -> None:
         self._array = None  # type: ignore[assignment]
+
+
+class Joined:
+    """Several readers joined along `axis` (sharded inputs, `sources.MultiSource`).
+
+    Blocks are split among the parts they span; rows go to the part holding them. Nothing is
+    mapped: every block is copied, so the resident set stays bounded for any number of parts.
+    """
+
+    maps = False
+
+    def __init__(self, parts: Sequence[Reader], offsets: Sequence[int], axis: int) -> None:
+        self.parts = list(parts)
+        self.offsets = [int(o) for o in offsets]
+        self.axis = axis
+        first = self.parts[0]
+        self.shape = (*first.shape[:axis], self.offsets[-1], *first.shape[axis + 1 :])
+        self.dtype = np.dtype(first.dtype)
+        self.background = all(part.background for part in self.parts)
+        self.supports_rows = all(part.supports_rows for part in self.parts)
+
+    def align(self, axis: int) -> int:
+        units = {part.align(axis) for part in self.parts}
+        return units.pop() if len(units) == 1 else 1
+
+    def read_into(self, start: int, stop: int, axis: int, out: Array) -> None:
+        if axis != self.axis:
+            for i, part in enumerate(self.parts):
+                lo, hi = self.offsets[i], self.offsets[i + 1]
+                piece = np.empty(np.take(out, range(lo, hi), axis=self.axis).shape, self.dtype)
+                part.read_into(start, stop, axis, piece)
+                out[(slice(None),) * self.axis + (slice(lo, hi),)] = piece
+            return
+        for i, part in enumerate(self.parts):
+            lo, hi = max(start, self.offsets[i]), min(stop, self.offsets[i + 1])
+            if lo >= hi:
+                continue
+            where = (slice(None),) * axis + (slice(lo - start, hi - start),)
+            target = out[where]
+            if target.flags.c_contiguous:
+                part.read_into(lo - self.offsets[i], hi - self.offsets[i], axis, target)
+            else:
+                piece = np.empty(target.shape, self.dtype)
+                part.read_into(lo - self.offsets[i], hi - self.offsets[i], axis, piece)
+                out[where] = piece
+
+    def read_rows(self, rows: IndexArray, out: Array) -> None:
+        index = list(np.unravel_index(rows.astype(np.int64), self.shape[:-1]))
+        which = np.searchsorted(self.offsets, index[self.axis], side="right") - 1
+        for i, part in enumerate(self.parts):
+            mine = np.flatnonzero(which == i)
+            if mine.size == 0:
+                continue
+            local = [idx[mine] for idx in index]
+            local[self.axis] = local[self.axis] - self.offsets[i]
+            part_rows = np.ravel_multi_index(tuple(local), part.shape[:-1])
+            got = np.empty((mine.size, self.shape[-1]), self.dtype)
+            part.read_rows(part_rows.astype(np.int64), got)
+            out[mine] = got
+
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()

@@ -55,7 +55,7 @@ import numpy.typing as npt
 from lstmshape.api import Plan, as_ntf
 from lstmshape.errors import InputError
 from lstmshape.masks import Layout, Validity, describe_empty, mask_from_value
-from lstmshape.readers import Reader, aligned_buffer
+from lstmshape.readers import Joined, Reader, aligned_buffer
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 
@@ -98,8 +98,15 @@ def rows_per_block(shape_ntf: tuple[int, ...], itemsize: int, chunk_bytes: int) 
 
 
 def _reader_of(source: Any) -> Reader | None:
+    """The source's block reader; for several files joined along N, one over their readers
+    (their `read` would hand out memory-map views whose pages pile up in the resident set)."""
     reader = getattr(source, "reader", None)
-    return reader if reader is not None and hasattr(reader, "read_into") else None
+    if reader is not None and hasattr(reader, "read_into"):
+        return reader
+    parts = [_reader_of(part) for part in getattr(source, "sources", ())]
+    if parts and all(part is not None for part in parts) and hasattr(source, "offsets"):
+        return Joined(parts, source.offsets, source.axis)  # type: ignore[arg-type]
+    return None
 
 
 def _block_step(source: Any, axis: int, n: int, chunk_bytes: int) -> int:

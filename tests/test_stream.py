@@ -437,6 +437,42 @@ def test_cached_blocks_are_mapped_and_released(tmp_path: Path) -> None:
         pass
 
 
+@pytest.mark.parametrize("layout", ["ntf", "tnf"])
+def test_joined_inputs_stream_through_their_readers(tmp_path: Path, layout: str) -> None:
+    """Several files joined along N (sources.MultiSource) are read block by block through
+    their parts' readers (blocks spanning two parts included), rows too."""
+    from lstmshape.refs import parse_ref
+    from lstmshape.sources import join_refs, open_sources
+
+    x = _data(18)
+    refs = []
+    for k, (lo, hi) in enumerate([(0, 3), (3, 5), (5, 7)]):
+        part = x[lo:hi]
+        stored = np.ascontiguousarray(part.transpose(1, 0, 2)) if layout == "tnf" else part
+        fmt = ("npy", "h5-chunked", "npz-deflated")[k]
+        refs.append(parse_ref(_write(stored, fmt, tmp_path / f"part{k}")))
+    ref = join_refs(refs)
+    stored = np.ascontiguousarray(x.transpose(1, 0, 2)) if layout == "tnf" else x
+    for strategy in ("mean", "last"):
+        for mask in (MASKS["none"], MASKS["holes"]):
+            expected = api.reduce(
+                stored, strategy, layout=layout, empty="nan", **_api_mask(mask, layout)
+            )
+            plan = api.plan_reduce(stored.shape, stored.dtype, strategy, layout=layout, empty="nan")
+            for chunk in (1, 2 * ROW, 1 << 20):
+                sink = ListSink()
+                with open_sources(ref, layout) as source:
+                    assert stream._reader_of(source) is not None
+                    run_plan(source, _full_read(plan), _spec(mask, layout), sink, chunk_bytes=chunk)
+                np.testing.assert_array_equal(sink.result(), expected)
+    rows = np.array([0, 9, 34, 12, 20])
+    with open_sources(ref, layout) as source:
+        reader = stream._reader_of(source)
+        out = np.empty((rows.size, F), np.float32)
+        reader.read_rows(rows, out)
+        np.testing.assert_array_equal(out, stored.reshape(-1, F)[rows])
+
+
 def test_many_blocks_timed_both_ways_give_the_same_result(tmp_path: Path) -> None:
     """Past 16 blocks the engine times mapped and copied blocks and keeps the faster way."""
     rng = np.random.default_rng(17)
