@@ -1,3 +1,3 @@
-from lstmshape.cli import main
+from lstmshape._entry import main
 
 main()

@@ -23,7 +23,7 @@ from lstmshape.refs import ArrayRef, parse_ref
 
 if TYPE_CHECKING:
     from lstmshape.api import Plan
-    from lstmshape.render import Summary
+    from lstmshape.report import Summary
     from lstmshape.stream import MaskSpec
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -540,7 +540,7 @@ def _summary(
     out_dtype: Any,
     options: dict[str, Any],
 ) -> Summary:
-    from lstmshape.render import Step, Summary
+    from lstmshape.report import Step, Summary
 
     return Summary(
         command=command,
@@ -553,25 +553,28 @@ def _summary(
 
 
 def _report(summary: Summary, request: OutputRequest, *, dry_run: bool = False) -> None:
-    from lstmshape import render
+    from lstmshape.report import print_json
 
     if dry_run:
         summary.messages.append("dry run: nothing computed or written")
     if request.as_json:
         payload = summary.to_dict()
         payload["dry_run"] = dry_run
-        render.print_json(payload)
+        print_json(payload)
     if not request.quiet:
+        from lstmshape import render
+
         render.print_summary(summary)
 
 
 @contextmanager
 def _progress(term: Terminal, request: OutputRequest, total: int, label: str) -> Iterator[Any]:
+    if not term.stderr_isatty or request.quiet:
+        yield lambda _nbytes: None
+        return
     from lstmshape import render
 
-    with render.progress_bar(
-        total, label, enabled=term.stderr_isatty and not request.quiet
-    ) as advance:
+    with render.progress_bar(total, label, enabled=True) as advance:
         yield advance
 
 
@@ -640,7 +643,7 @@ def _checks_at_end(plan: Plan, spec: MaskSpec) -> bool:
 
 
 def _add_step(summary: Summary, label: str, shape: Any, dtype: Any, where: str) -> None:
-    from lstmshape.render import Step
+    from lstmshape.report import Step
 
     summary.steps.append(Step(label, tuple(shape), str(dtype), where))
 
@@ -685,8 +688,9 @@ def inspect(
     Example:
       lstmshape inspect samples/post_padded.npy samples/runs.h5
     """
-    from lstmshape import io, render
+    from lstmshape import io
     from lstmshape.inspection import inspect_array
+    from lstmshape.report import print_json
 
     reports = []
     for ref in inputs:
@@ -698,8 +702,10 @@ def inspect(
                 report["file_tree_of"] = info.ref.path
             reports.append(report)
     if as_json:
-        render.print_json(reports[0] if len(reports) == 1 else reports)
+        print_json(reports[0] if len(reports) == 1 else reports)
     if not quiet:
+        from lstmshape import render
+
         render.print_inspect(reports)
 
 

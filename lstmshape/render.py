@@ -1,15 +1,13 @@
 """What a person sees: shape tables, inspect reports and progress, all on standard error.
 
-The only module that imports rich. Data and `--json` go to standard output elsewhere.
+The only module that imports rich, and imported only when something is drawn, so `-q`
+runs never load rich. Data and `--json` go to standard output elsewhere (`report.py`).
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
@@ -24,42 +22,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.tree import Tree
 
+from lstmshape.report import Summary
+
 BAR_GLYPHS = " ▁▂▃▄▅▆▇█"
-
-
-@dataclass
-class Step:
-    """One row of a before/after table: a label, a shape, a dtype and where it lives."""
-
-    label: str
-    shape: tuple[int, ...]
-    dtype: str
-    where: str = ""
-    note: str = ""
-
-
-@dataclass
-class Summary:
-    """What a command did, for the table on stderr and the `--json` object on stdout."""
-
-    command: str
-    steps: list[Step] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
-    messages: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON object: `command`, then each step keyed by its label."""
-        payload: dict[str, Any] = {"command": self.command}
-        for step in self.steps:
-            payload[step.label] = {
-                "shape": list(step.shape),
-                "dtype": step.dtype,
-                "path": step.where or None,
-            }
-            if step.note:
-                payload[step.label]["note"] = step.note
-        payload["options"] = self.options
-        return payload
 
 
 def error_console() -> Console:
@@ -95,19 +60,6 @@ def _options_text(options: dict[str, Any]) -> str:
     if options.get("layout") == "tnf":
         shown["layout"] = "tnf"
     return "  ".join(f"{key}={value}" for key, value in shown.items())
-
-
-def print_json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, default=_json_default) + "\n")
-    sys.stdout.flush()
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
 
 
 def histogram_bar(counts: Sequence[int]) -> str:

@@ -266,3 +266,32 @@ def test_help_and_version_import_no_heavy_modules(args):
     assert "HEAVY []" in result.stderr, result.stderr
     if args == ["--version"]:
         assert lstmshape.__version__ in result.stdout
+
+
+def test_console_version_does_not_import_click():
+    code = (
+        "import sys\n"
+        "sys.argv = ['lstmshape', '--version']\n"
+        "from lstmshape._entry import main\n"
+        "main()\n"
+        "print('LOADED', sorted(m for m in ('click', 'numpy', 'rich') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(lstmshape.__file__).parent.parent)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.stdout.splitlines() == [
+        f"lstmshape, version {lstmshape.__version__}",
+        "LOADED []",
+    ]
+
+
+def test_quiet_run_does_not_import_rich(padded, tmp_path):
+    code = (
+        "import sys\n"
+        "from lstmshape.cli import cli\n"
+        f"try:\n    cli.main(['reduce', {str(padded['x'])!r}, '-s', 'mean', '-q',"
+        f" '-o', {str(tmp_path / 'o.npy')!r}])\n"
+        "except SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
+        "print('RICH', 'rich' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "RICH False", result.stderr
