@@ -8,21 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
-from rich.tree import Tree
 
 from lstmshape.report import Summary
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
 
 BAR_GLYPHS = " ▁▂▃▄▅▆▇█"
 
@@ -86,6 +80,8 @@ def print_inspect(reports: Sequence[dict[str, Any]], console: Console | None = N
 
 
 def _h5_tree(path: str, keys: Sequence[str]) -> Tree:
+    from rich.tree import Tree
+
     root = Tree(f"[bold]{path}[/]")
     nodes: dict[str, Tree] = {"": root}
     for key in keys:
@@ -159,6 +155,16 @@ def progress_bar(total_bytes: int, label: str, *, enabled: bool) -> Iterator[Any
     if not enabled:
         yield lambda _nbytes: None
         return
+    # rich.progress costs ~10 ms to import: only runs that draw a bar pay it.
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
