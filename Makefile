@@ -45,8 +45,8 @@ bench: $(STAMP)
 # The long safety runs (docs/safety.md): damaged inputs through every command for
 # FUZZ_SECONDS (it prints how many cases it tried), then the piped soak.
 fuzz: $(STAMP)
-	$(PY) bench/fuzz.py --seconds $(FUZZ_SECONDS)
-	$(PY) bench/soak.py --iterations $(SOAK_ITERATIONS)
+	$(PY) bench/fuzz.py --seconds $(FUZZ_SECONDS); found=$$?; \
+	$(PY) bench/soak.py --iterations $(SOAK_ITERATIONS) && exit $$found
 
 soak: $(STAMP)
 	$(PY) bench/soak.py --iterations $(SOAK_ITERATIONS)

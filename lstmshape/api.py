@@ -24,6 +24,7 @@ from lstmshape.masks import (
     build_validity,
     check_nan_policy,
     count_nans,
+    describe_empty,
     describe_nans,
     omit_nan_steps,
     require_nonempty,
@@ -206,6 +207,16 @@ class _NanTally:
             )
 
 
+def _refuse_no_timesteps(shape: tuple[int, ...], layout: Layout, empty: str) -> None:
+    """With no timestep at all every sample is empty: under `--empty error` that is known
+    from the shape (a header can declare billions of such samples, none of them stored)."""
+    if empty != "error" or len(shape) != 3:
+        return
+    n, t, _ = ntf_shape(shape, layout, command="reduce")
+    if t == 0 and n > 0:
+        raise InputError(describe_empty(np.arange(min(n, _SHOWN)), count=n))
+
+
 def _nan_tally(policy: str, *, empty: str | None = None) -> _NanTally | None:
     check_nan_policy(policy)
     return None if policy == "propagate" else _NanTally(policy, empty_error=empty == "error")
@@ -227,6 +238,7 @@ def plan_reduce(
     nan_policy: "propagate", "omit" (steps holding NaN are padding) or "raise"; see
     `Plan.finish` for the checks that need the whole input.
     """
+    _refuse_no_timesteps(shape, layout, empty)
     tally = _nan_tally(nan_policy, empty=empty)
 
     def kernel(x: Array, validity: Validity) -> Array:
@@ -304,6 +316,7 @@ def plan_pool(
     if pool_size is None:
         if strides is not None:
             raise InputError("--strides needs --pool-size")
+        _refuse_no_timesteps(shape, layout, empty)
         tally = _nan_tally(nan_policy, empty=empty)
 
         def global_kernel(x: Array, validity: Validity) -> Array:

@@ -880,8 +880,42 @@ def _h5_info(path: str, key: str, dset: Any) -> ArrayInfo:
         "h5",
         chunks=dset.chunks,
         compression=dset.compression,
-        attrs=_h5_attrs(dset),
+        attrs=_LazyH5Attrs(dset.file.filename, dset.name),
     )
+
+
+class _LazyH5Attrs(Mapping[str, Any]):
+    """A dataset's attributes, read from the file when first looked at.
+
+    No command needs attribute values, and a damaged attribute can send HDF5 into an
+    endless loop (a broken variable-length string heap), so listing and opening a dataset
+    do not read them; library callers of `ArrayInfo.attrs` get them as before.
+    """
+
+    def __init__(self, path: str, key: str) -> None:
+        self._path, self._key = str(Path(path).absolute()), key
+        self._read: dict[str, Any] | None = None
+
+    def _values(self) -> dict[str, Any]:
+        if self._read is None:
+            try:
+                with _h5py().File(self._path, "r") as f:
+                    self._read = _h5_attrs(f[self._key])
+            except _H5_DAMAGE:  # gone or damaged since: attributes only inform
+                self._read = {}
+        return self._read
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values())
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+    def __repr__(self) -> str:
+        return repr(self._values()) if self._read is not None else "<attributes, unread>"
 
 
 def _h5_get(f: Any, ref: ArrayRef, key: str) -> Any:

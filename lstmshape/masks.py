@@ -395,14 +395,16 @@ def require_nonempty(validity: Validity, *, offset: int = 0) -> None:
         raise InputError(describe_empty(empty + offset))
 
 
-def describe_empty(indices: IndexArray, *, limit: int = 5) -> str:
-    """'3 samples have no valid timestep (0, 5, 9); ...' for the given sample indices."""
+def describe_empty(indices: IndexArray, *, limit: int = 5, count: int | None = None) -> str:
+    """'3 samples have no valid timestep (0, 5, 9); ...' for the given sample indices.
+
+    count: how many samples are empty when `indices` holds only the first few of them.
+    """
+    count = len(indices) if count is None else count
     shown = ", ".join(str(int(i)) for i in indices[:limit])
-    more = ", ..." if len(indices) > limit else ""
-    noun = "sample has" if len(indices) == 1 else "samples have"
-    return (
-        f"{len(indices)} {noun} no valid timestep ({shown}{more}); use --empty nan or --empty zero"
-    )
+    more = ", ..." if count > min(len(indices), limit) else ""
+    noun = "sample has" if count == 1 else "samples have"
+    return f"{count} {noun} no valid timestep ({shown}{more}); use --empty nan or --empty zero"
 
 
 def padding_warning(x_ntf: npt.NDArray[np.generic], *, max_samples: int = 4096) -> str | None:
@@ -549,9 +551,7 @@ def describe_nans(values: int, samples: npt.ArrayLike, n_samples: int, *, limit:
     )
 
 
-def apply_nan_policy(
-    x_ntf: npt.NDArray[np.generic], validity: Validity, policy: str
-) -> Validity:
+def apply_nan_policy(x_ntf: npt.NDArray[np.generic], validity: Validity, policy: str) -> Validity:
     """The validity a kernel should use under `policy`; "raise" raises `InputError` when a
     valid step holds NaN, "omit" turns such steps into padding, "propagate" changes nothing.
 

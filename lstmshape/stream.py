@@ -109,10 +109,15 @@ def _reader_of(source: Any) -> Reader | None:
     return None
 
 
+# What a sample costs besides its data (its valid count and indices, an output row): a
+# (0, 2**31, 6) time-major header holds no data bytes, yet two billion samples.
+_MIN_SAMPLE_BYTES = 64
+
+
 def _block_step(source: Any, axis: int, n: int, chunk_bytes: int) -> int:
     """Samples per block: about `chunk_bytes`, rounded to whole stored chunks when chunked."""
     per_sample = source.dtype.itemsize * math.prod(source.shape) // max(n, 1)
-    step = max(1, chunk_bytes // max(per_sample, 1))
+    step = max(1, chunk_bytes // max(per_sample, _MIN_SAMPLE_BYTES))
     reader = _reader_of(source)
     unit = reader.align(axis) if reader is not None else 1
     if unit > 1:
@@ -359,11 +364,23 @@ def gather_blocks(
         yield start, steps, picked, staging.nbytes
 
 
-def _raise_if_empty(empty_blocks: list[Array]) -> None:
-    """Name every empty sample of a run whose mask was found block by block."""
-    empty = np.concatenate(empty_blocks) if empty_blocks else np.zeros(0, np.intp)
-    if empty.size:
-        raise InputError(describe_empty(empty))
+class _EmptyTally:
+    """The empty samples of a run whose mask is found block by block: how many, and the
+    first few by their index in the file (a list of them all could outgrow memory)."""
+
+    shown = 5
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: list[int] = []
+
+    def add(self, empty: Array, start: int) -> None:
+        self.count += len(empty)
+        self.first += (empty[: self.shown - len(self.first)] + start).tolist()
+
+    def check(self) -> None:
+        if self.count:
+            raise InputError(describe_empty(np.array(self.first), count=self.count))
 
 
 def run_plan(
@@ -386,16 +403,16 @@ def run_plan(
         _run_gather(source, plan, spec, sink, chunk_bytes, on_block)
         return None
     mask_blocks: list[Array] = []
-    empty_blocks: list[Array] = []
+    empties = _EmptyTally()
     blocks = iter_blocks(source, plan.layout, spec, chunk_bytes=chunk_bytes, on_block=on_block)
     for start, _stop, x_ntf, validity in blocks:
         if plan.rejects_empty and spec.validity is None:
-            empty_blocks.append(validity.empty_samples() + start)
+            empties.add(validity.empty_samples(), start)
         out, extra = plan.apply(x_ntf, validity)
         sink.write(start, _detached(out, x_ntf), axis=out_axis)
         if extra is not None:
             mask_blocks.append(_detached(extra, x_ntf))
-    _raise_if_empty(empty_blocks)
+    empties.check()
     if plan.mask_out_shape is None:
         return None
     if not mask_blocks:

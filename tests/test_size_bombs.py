@@ -274,3 +274,33 @@ def test_a_fortran_order_deflated_member_is_bounded_by_the_limit(tmp_path):
     )
     ok = subprocess.run(lstmshape("reduce", "f.npz", "-s", "mean", "-o", "o.npy"), cwd=tmp_path)
     assert ok.returncode == 0
+
+
+def test_billions_of_empty_samples_are_counted_in_bounded_memory(tmp_path):
+    """--mask-value finds empty samples block by block; naming them keeps a count and the
+    first five, not every index (2**28 of them here: 2 GiB of indices)."""
+    n = 2**28
+    with (tmp_path / "x.npy").open("wb") as fh:
+        fh.write(npy_header((n, 1, 1), "|u1"))
+        fh.truncate(fh.tell() + n)  # a sparse file of zeros: nothing on disk
+    args = lstmshape("reduce", "x.npy", "-s", "max", "--mask-value", "0", "-o", tmp_path / "o.npy")
+    code, err, rss = peak_rss(args, cwd=tmp_path)
+    assert code == 2
+    assert err == (
+        f"Error: {n} samples have no valid timestep (0, 1, 2, 3, 4, ...); use --empty nan or "
+        "--empty zero\n"
+    )
+    assert rss < 300 * 2**20
+
+
+def test_samples_without_data_bytes_are_still_streamed_in_bounded_blocks(tmp_path):
+    """(2**24, 0, 1): no timesteps, so no data bytes, yet 16 M samples and a 64 MiB output;
+    blocks are sized by what a sample costs besides its data."""
+    n = 2**24
+    (tmp_path / "x.npy").write_bytes(npy_header((n, 0, 1)))
+    out = tmp_path / "o.npy"
+    args = lstmshape("reduce", "x.npy", "-s", "mean", "--empty", "zero", "-o", out)
+    code, err, rss = peak_rss(args, cwd=tmp_path)
+    assert code == 0, err
+    assert np.load(out, mmap_mode="r").shape == (n, 1)
+    assert rss < 200 * 2**20
