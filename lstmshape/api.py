@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -150,9 +150,9 @@ def _finish_plan(
     )
 
 
-def _kernel_empty(empty: str) -> str:
+def _kernel_empty(empty: str) -> reduce_kernels.EmptyPolicy:
     """The kernels' policy: `error` is checked by the caller over the whole batch."""
-    return "zero" if empty == "error" else empty
+    return "zero" if empty == "error" else cast(reduce_kernels.EmptyPolicy, empty)
 
 
 _SHOWN = 5  # sample indices named in an error
@@ -245,7 +245,7 @@ def plan_reduce(
         return reduce_kernels.reduce_steps(
             x,
             validity if tally is None else tally.validity(x, validity),
-            strategy,
+            cast(reduce_kernels.Strategy, strategy),
             bidirectional=bidirectional,
             keepdims=keepdims,
             empty=_kernel_empty(empty),
@@ -322,7 +322,9 @@ def plan_pool(
         def global_kernel(x: Array, validity: Validity) -> Array:
             if tally is not None:
                 validity = tally.validity(x, validity)
-            return reduce_kernels.global_pool(x, validity, op, empty=_kernel_empty(empty))
+            return reduce_kernels.global_pool(
+                x, validity, cast(reduce_kernels.PoolOp, op), empty=_kernel_empty(empty)
+            )
 
         options["empty"] = empty
         return _finish_plan(
@@ -526,8 +528,8 @@ def pool(
     out, out_mask = plan.apply(as_ntf(data, layout), validity)
     plan.finish()
     if return_mask:
-        if out_mask is None:
-            out_mask = np.ones(out.shape[:1], dtype=bool) if out.ndim == 2 else out_mask
+        if out_mask is None:  # global pooling: a sample is valid when it had a valid step
+            out_mask = validity.counts() > 0
         return out, out_mask
     return out
 
@@ -613,4 +615,5 @@ def reshape(
         validity = _validity(data, None, mask, lengths, mask_value, pad_side, layout)
         packed, _ = reshape_kernels.pack_steps(as_ntf(data, layout), validity)
         return packed
+    assert to is not None  # exactly one of `to` and `pattern` was given
     return reshape_kernels.reshape_preset(data, to, layout=layout)

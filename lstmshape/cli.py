@@ -23,6 +23,7 @@ from lstmshape.refs import ArrayRef, parse_ref
 
 if TYPE_CHECKING:
     from lstmshape.api import Plan
+    from lstmshape.masks import Layout, PadSide
     from lstmshape.report import Summary
     from lstmshape.stream import MaskSpec
 
@@ -78,7 +79,9 @@ REF = RefType()
 class LstmShapeGroup(click.Group):
     """Turns every failure into one `Error:` line and an exit code (2 input, 1 other)."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
+    def main(  # type: ignore[override]  # always exits, in every mode
+        self, args: Any = None, prog_name: str | None = None, **extra: Any
+    ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         extra.pop("standalone_mode", None)
         try:
@@ -371,11 +374,11 @@ class OutputRequest:
 
 @dataclass
 class MaskRequest:
-    layout: str
+    layout: Layout
     mask_ref: ArrayRef | None
     lengths_ref: ArrayRef | None
     mask_value: str | None
-    pad_side: str
+    pad_side: PadSide
 
     @classmethod
     def pop(cls, params: dict[str, Any]) -> MaskRequest:
@@ -970,7 +973,7 @@ def _no_mask(request: MaskRequest) -> MaskSpec:
 
 
 def _fit_pca(
-    term: Terminal, output: OutputRequest, source: Any, layout: str, spec: MaskSpec, k: int
+    term: Terminal, output: OutputRequest, source: Any, layout: Layout, spec: MaskSpec, k: int
 ) -> Any:
     """First pass of --pca: accumulate the covariance of the valid steps block by block."""
     from lstmshape.strategies.project import PcaAccumulator
@@ -991,7 +994,7 @@ def _fit_pca(
         blocks = iter_blocks(
             source,
             layout if len(source.shape) == 3 else "ntf",
-            spec,  # type: ignore[arg-type]
+            spec,
             chunk_bytes=int(output.chunk_mb * 2**20),
             on_block=advance,
         )
@@ -1115,9 +1118,10 @@ def _reshape_job(
         return _pad_job(shape, mask, timesteps)
     if drop_padding:
         return _pack_job(shape, mask)
-    layout = mask.layout
-    shape_out = kernels.preset_shape(shape, preset, layout)  # type: ignore[arg-type]
-    return shape_out, lambda data: (kernels.reshape_preset(data, preset, layout=layout), {})
+    assert preset is not None  # exactly one of --to and --pattern was given
+    layout, chosen = mask.layout, preset
+    shape_out = kernels.preset_shape(shape, chosen, layout)
+    return shape_out, lambda data: (kernels.reshape_preset(data, chosen, layout=layout), {})
 
 
 def _pad_job(
