@@ -40,6 +40,7 @@ lint: $(STAMP)
 
 # make bench SIZE=4GB [BENCH_ARGS="--rss-size 8GB --save bench/RESULTS.md"]
 bench: $(STAMP)
+	$(PY) bench/bench_kernels.py
 	$(PY) bench/run.py --size $(SIZE) $(BENCH_ARGS)
 
 # The long safety runs (docs/safety.md): damaged inputs through every command for
