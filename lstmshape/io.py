@@ -341,6 +341,9 @@ def _check_npy_header(where: str, noun: str, header: _NpyHeader) -> None:
     elif math.prod(size for size in shape if size) * dtype.itemsize > sys.maxsize:
         # Also with a zero size elsewhere: numpy multiplies the sizes up in 64 bits.
         bad = f"shape {shape} of {dtype}, more bytes than any file can hold"
+    elif header.nbytes == 0 and math.prod(size for size in shape if size) * 8 > memory_limit():
+        # No data at all, yet per-sample bookkeeping (counts, indices) for every entry.
+        bad = f"shape {shape}: no data, but more entries than fit in memory"
     if bad is not None:
         raise InputError(f"{where} is not a valid .npy {noun}: its header declares {bad}")
 

@@ -260,6 +260,8 @@ def mask_from_value(x_ntf: npt.NDArray[np.generic], value: float) -> BoolArray:
     valid = np.zeros((n, t), dtype=bool)
     if f == 0:
         return valid
+    if np.dtype(x_ntf.dtype).kind not in "biufc":
+        raise InputError(f"--mask-value needs numeric data; got dtype {x_ntf.dtype}")
     is_nan = bool(np.isnan(value))
     if not is_nan and _beyond_dtype(value, x_ntf.dtype):
         # No element can equal a value its dtype cannot hold (comparing would cast it to inf).

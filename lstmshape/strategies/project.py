@@ -333,7 +333,9 @@ class PcaAccumulator:
             )
         if data.ndim == 3:
             mask = _validity_mask(validity_block, data.shape[0], data.shape[1])
-            rows = data.reshape(-1, self.f) if mask is None else data[mask]
+            # (an explicit row count: reshape(-1, 0) is ambiguous for F = 0)
+            steps = data.shape[0] * data.shape[1]
+            rows = data.reshape(steps, self.f) if mask is None else data[mask]
         else:
             if validity_block is not None and not validity_block.is_all_valid:
                 raise InputError(f"a mask needs 3-D data (N, T, F); got shape {data.shape}")
