@@ -35,6 +35,7 @@ import tokenize
 import warnings
 import zipfile
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -1261,7 +1262,7 @@ class _NpyWriter:
         self._fh.write(_as_bytes(data))  # type: ignore[arg-type]
 
 
-class ArraySink:
+class ArraySink(ABC):
     """Receives an array in blocks along one axis, in order; publishes it on commit.
 
     Use it as a context manager: a clean exit commits (the output appears atomically), an
@@ -1368,14 +1369,17 @@ class ArraySink:
 
     # -- for subclasses --------------------------------------------------------
 
+    @abstractmethod
     def _write(self, start: int, block: np.ndarray, axis: int) -> None:
-        raise NotImplementedError
+        """Put one block in place."""
 
+    @abstractmethod
     def _finish(self) -> None:
-        raise NotImplementedError
+        """Make the complete output visible at its target."""
 
+    @abstractmethod
     def _discard(self) -> None:
-        raise NotImplementedError
+        """Remove everything written so far."""
 
     def _failure(self, exc: OSError) -> OutputError:
         return OutputError(f"cannot write {self.target}: {_os_reason(exc)}")
