@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError, OutputError
-from lstmshape.io import ArrayInfo, ArraySink, RefLike, _provenance_attrs
+from lstmshape.io import ArrayInfo, ArraySink, ArraySource, RefLike, _provenance_attrs
 from lstmshape.refs import ArrayRef, parse_ref
 
 __all__ = [
@@ -234,67 +234,30 @@ def _find_array(ref: ArrayRef) -> Any:
     return node
 
 
-class ZarrSource:
-    """An open Zarr array with the `io.ArraySource` interface (`info`, `read`, ...).
+class ZarrSource(ArraySource):
+    """An open Zarr array: `io.ArraySource` reading through the zarr Array by slicing.
 
     `array` is the zarr Array itself (for `dask.array.from_zarr`).
     """
 
     def __init__(self, info: ArrayInfo, array: Any) -> None:
-        self.info = info
-        self._array = array
+        super().__init__(info, array)
 
     @property
     def array(self) -> Any:
-        if self._array is None:
+        if self._data is None:
             raise ValueError(f"{self.info.ref} is closed")
-        return self._array
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.info.shape
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        return self.info.dtype
-
-    @property
-    def ndim(self) -> int:
-        return self.info.ndim
-
-    @property
-    def nbytes(self) -> int:
-        return self.info.nbytes
-
-    def read(self, start: int = 0, stop: int | None = None, axis: int = 0) -> np.ndarray:
-        """Indices `start:stop` along `axis`, all of the other axes, as a NumPy array."""
-        if not 0 <= axis < self.ndim:
-            raise InputError(
-                f"{self.info.ref} has shape {self.shape}; it has no axis {axis} to read along"
-            )
-        lo, hi, _ = slice(start, stop).indices(self.shape[axis])
-        return self._get((slice(None),) * axis + (slice(lo, max(lo, hi)),))
+        return self._data
 
     def read_all(self) -> np.ndarray:
         return self._get(...)
 
     def _get(self, selection: Any) -> np.ndarray:
         array = self.array
-        if not self.shape:
-            return np.asarray(array[...])
         try:
-            return np.asarray(array[selection])
+            return np.asarray(array[...] if not self.shape else array[selection])
         except Exception as exc:  # a missing or damaged chunk, a vanished store
             raise InputError(f"cannot read {self.info.ref}: {_one_line(exc)}") from None
-
-    def close(self) -> None:
-        self._array = None
-
-    def __enter__(self) -> ZarrSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<ZarrSource {self.info.ref} {self.shape} {self.dtype}>"
