@@ -1629,11 +1629,13 @@ class _FileSink(ArraySink):
         for path in list(self._temps):
             self._drop_temp(path)
 
+    @abstractmethod
     def _start(self) -> None:
-        raise NotImplementedError
+        """Create the temporary file and write what precedes the blocks."""
 
+    @abstractmethod
     def _close_file(self) -> None:
-        raise NotImplementedError
+        """Flush and close the temporary file."""
 
     def _seal(self, plan: _OutputPlan) -> None:
         """Complete the temporary file for `plan` (containers take in the target's other
