@@ -96,6 +96,11 @@ _PARSE_ERRORS = (
 )
 
 
+# Errors zipfile raises for a damaged or unusable archive: RuntimeError for an encrypted
+# member, NotImplementedError for a compression method it does not support.
+_ZIP_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, RuntimeError, NotImplementedError)
+
+
 class StdoutClosedError(OutputError, BrokenPipeError):
     """Standard output was closed by its reader (`| head`): a BrokenPipeError, so callers
     that exit quietly on a broken pipe treat it alike."""
@@ -600,7 +605,7 @@ def _open_stdin(ref: ArrayRef) -> ArraySource:
 def _open_zip(path: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError) as exc:
+    except (*_ZIP_ERRORS, OSError, ValueError) as exc:
         raise InputError(f"{path} is not a valid .npz file ({_one_line(exc)})") from None
 
 
@@ -619,7 +624,7 @@ def _npz_entries(path: str, zf: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipI
         except InputError:
             raise
         # ValueError: a local header whose name is not UTF-8 (UnicodeDecodeError)
-        except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, ValueError) as exc:
+        except (*_ZIP_ERRORS, OSError, ValueError) as exc:
             raise InputError(f"cannot read {where}: {_one_line(exc)}") from None
         _check_length(where, member.file_size - header.offset, header)
         entries[key] = (member, header)
@@ -717,7 +722,7 @@ def _npz_member_data(
         with zf.open(member) as fh:
             loaded = np.lib.format.read_array(fh, allow_pickle=False)
         return loaded, readers.InMemory(loaded)
-    except (*_PARSE_ERRORS, NotImplementedError, RuntimeError) as exc:
+    except (*_PARSE_ERRORS, *_ZIP_ERRORS) as exc:
         raise InputError(f"cannot read {where}: {_one_line(exc)}") from None
 
 
@@ -1748,7 +1753,7 @@ def _copy_members(source: Path, zf: zipfile.ZipFile, skip: set[str]) -> None:
             for member in src.infolist():
                 if member.filename not in skip:
                     _copy_member(src, member, zf)
-    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+    except _ZIP_ERRORS as exc:
         raise InputError(f"cannot copy the arrays of {source}: {_one_line(exc)}") from None
 
 

@@ -45,7 +45,14 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError, OutputError
-from lstmshape.io import ArrayInfo, ArraySink, ArraySource, RefLike, _provenance_attrs
+from lstmshape.io import (
+    ArrayInfo,
+    ArraySink,
+    ArraySource,
+    RefLike,
+    _fsync_dir,
+    _provenance_attrs,
+)
 from lstmshape.refs import ArrayRef, parse_ref
 
 __all__ = [
@@ -579,19 +586,6 @@ def _new_dir_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o777 & ~mask
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def open_sink(

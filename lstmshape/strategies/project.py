@@ -144,29 +144,20 @@ def _check_weights(
     shape = tuple(int(d) for d in weights_shape)
     if len(shape) != 2:
         raise InputError(f"weights must be a 2-D matrix; got shape {shape}")
-    if weights_layout == "keras":
-        if shape[0] != f:
-            hint = (
-                "; it looks like (K, F): use --weights-layout torch"
-                if shape[1] == f
-                else " (or use --weights-layout torch for (K, F))"
-            )
-            raise InputError(
-                f"weights have shape {shape} but the data has F={f} features; "
-                f"expected ({f}, K) in keras layout{hint}"
-            )
-        return shape[1], shape
-    if shape[1] != f:
+    f_axis = 0 if weights_layout == "keras" else 1  # keras: (F, K); torch: (K, F)
+    if shape[f_axis] != f:
+        other = "torch" if weights_layout == "keras" else "keras"
+        other_shape, expected = ("(K, F)", f"({f}, K)") if f_axis == 0 else ("(F, K)", f"(K, {f})")
         hint = (
-            "; it looks like (F, K): use --weights-layout keras"
-            if shape[0] == f
-            else " (or use --weights-layout keras for (F, K))"
+            f"; it looks like {other_shape}: use --weights-layout {other}"
+            if shape[1 - f_axis] == f
+            else f" (or use --weights-layout {other} for {other_shape})"
         )
         raise InputError(
             f"weights have shape {shape} but the data has F={f} features; "
-            f"expected (K, {f}) in torch layout{hint}"
+            f"expected {expected} in {weights_layout} layout{hint}"
         )
-    return shape[0], shape
+    return shape[1 - f_axis], shape
 
 
 def _check_bias(bias_shape: tuple[int, ...], k: int) -> None:
