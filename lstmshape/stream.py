@@ -42,20 +42,19 @@ from __future__ import annotations
 
 import contextlib
 import math
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from lstmshape.api import Plan, as_ntf
+from lstmshape.checks import RunTally
 from lstmshape.errors import InputError
-from lstmshape.masks import Layout, Validity, describe_empty, mask_from_value
+from lstmshape.masks import Layout, MaskSpec, Validity
+from lstmshape.plan import Plan, as_ntf
 from lstmshape.readers import Joined, Reader, aligned_buffer
+from lstmshape.strategies.project import PcaAccumulator, PcaBasis
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 
@@ -75,26 +74,14 @@ class BlockWriter(Protocol):
     def write(self, start: int, block: Array, axis: int = 0) -> None: ...
 
 
-@dataclass(frozen=True)
-class MaskSpec:
-    """A mask known up front (mask file, lengths, or none), or one computed per block."""
-
-    validity: Validity | None = None
-    mask_value: float | None = None
-
-    def for_block(self, x_ntf: Array, start: int, stop: int) -> Validity:
-        if self.validity is not None:
-            return self.validity.rows(start, stop)
-        if self.mask_value is not None:
-            mask = mask_from_value(x_ntf, self.mask_value)
-            return Validity(n=mask.shape[0], t=mask.shape[1], mask=mask).compact()
-        return Validity.all_valid(x_ntf.shape[0], x_ntf.shape[1] if x_ntf.ndim > 1 else 0)
-
-
 def rows_per_block(shape_ntf: tuple[int, ...], itemsize: int, chunk_bytes: int) -> int:
-    """How many samples fit in one block of about `chunk_bytes` (at least one)."""
-    row_bytes = itemsize * int(np.prod(shape_ntf[1:], dtype=np.int64))
-    return max(1, chunk_bytes // max(row_bytes, 1))
+    """How many samples fit in one block of about `chunk_bytes` (at least one).
+
+    >>> rows_per_block((1000, 100, 10), 4, 2**20), rows_per_block((10**9, 0, 6), 4, 2**20)
+    (262, 16384)
+    """
+    row_bytes = itemsize * math.prod(shape_ntf[1:])
+    return max(1, chunk_bytes // max(row_bytes, _MIN_SAMPLE_BYTES))
 
 
 def _reader_of(source: Any) -> Reader | None:
@@ -117,7 +104,8 @@ _MIN_SAMPLE_BYTES = 64
 def _block_step(source: Any, axis: int, n: int, chunk_bytes: int) -> int:
     """Samples per block: about `chunk_bytes`, rounded to whole stored chunks when chunked."""
     per_sample = source.dtype.itemsize * math.prod(source.shape) // max(n, 1)
-    step = max(1, chunk_bytes // max(per_sample, _MIN_SAMPLE_BYTES))
+    shape_ntf = (n, *(size for i, size in enumerate(source.shape) if i != axis))
+    step = rows_per_block(shape_ntf, source.dtype.itemsize, chunk_bytes)
     reader = _reader_of(source)
     unit = reader.align(axis) if reader is not None else 1
     if unit > 1:
@@ -189,28 +177,28 @@ def _buffered_blocks(
         finally:
             release(current)
         return
-    ahead = _Ahead()
-    ahead.submit(lambda: fill(0))
-    outstanding = 1
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstmshape-read")
+    pending: Future[tuple[int, int, Array, bool]] | None = ahead.submit(fill, 0)
     try:
         for k in range(count):
             release(current)
             current = None
             probe.mark(k)
+            assert pending is not None
+            fetched, pending = pending, None
             if k + 1 < count:
                 # The buffer of block k + 1 held block k - 1, which the consumer is done with.
-                use_map = maps and probe.use_map(k + 1)
-                ahead.submit(lambda k=k, use_map=use_map: fill(k + 1, use_map))
-                outstanding += 1
-            outstanding -= 1
-            current = ahead.result()
+                pending = ahead.submit(fill, k + 1, maps and probe.use_map(k + 1))
+            current = fetched.result()
             yield current[:3]
     finally:
         release(current)
-        for _ in range(outstanding):  # a consumer that stopped early: let reads finish
+        if pending is not None:  # a consumer that stopped early: let the read finish
             with contextlib.suppress(Exception):
-                release(ahead.result())
-        ahead.close()
+                release(pending.result())
+        ahead.shutdown()
 
 
 class _MapOrCopy:
@@ -242,38 +230,6 @@ class _MapOrCopy:
             if k == 2 * self.SPAN + 1:
                 first, middle = self._marks[1], self._marks[self.SPAN + 1]
                 self._map = middle - first <= self._marks[k] - middle
-
-
-class _Ahead:
-    """One background thread running submitted calls in order; `result` gives the next
-    outcome (a call's exception is raised there). Plain threads keep `concurrent.futures`
-    (and the `logging` it imports) out of start-up."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._work, name="lstmshape-read", daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            try:
-                self._done.put((True, job()))
-            except BaseException as exc:  # raised in the consumer by result()
-                self._done.put((False, exc))
-
-    def submit(self, job: Callable[[], Any]) -> None:
-        self._jobs.put(job)
-
-    def result(self) -> Any:
-        ok, value = self._done.get()
-        if not ok:
-            raise value
-        return value
-
-    def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join()
 
 
 def _plain_blocks(source: Any, axis: int, n: int, step: int) -> Iterator[tuple[int, int, Array]]:
@@ -364,25 +320,6 @@ def gather_blocks(
         yield start, steps, picked, staging.nbytes
 
 
-class _EmptyTally:
-    """The empty samples of a run whose mask is found block by block: how many, and the
-    first few by their index in the file (a list of them all could outgrow memory)."""
-
-    shown = 5
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.first: list[int] = []
-
-    def add(self, empty: Array, start: int) -> None:
-        self.count += len(empty)
-        self.first += (empty[: self.shown - len(self.first)] + start).tolist()
-
-    def check(self) -> None:
-        if self.count:
-            raise InputError(describe_empty(np.array(self.first), count=self.count))
-
-
 def run_plan(
     source: BlockReader,
     plan: Plan,
@@ -392,32 +329,54 @@ def run_plan(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     on_block: Callable[[int], None] | None = None,
 ) -> Array | None:
-    """Apply `plan` to every block, writing each output block to `sink` as it comes.
+    """Apply `plan` to every block, writing each output block to `sink` as it comes; raise
+    (before the sink is committed) for what the whole input shows (`checks.RunTally`).
 
-    Returns the (N, T') output mask of windowed pooling, which is small, or None.
+    Returns the side output of windowed pooling (the (N, T') output mask), or None.
     """
-    out_axis = 1 if plan.keeps_time and plan.layout == "tnf" and len(plan.out_shape) == 3 else 0
     if spec.validity is not None:
         plan.check_empty(spec.validity)  # fail before reading any data
+    tally = RunTally()
     if can_gather(source, plan, spec):
-        _run_gather(source, plan, spec, sink, chunk_bytes, on_block)
+        _run_gather(source, plan, spec, sink, tally, chunk_bytes, on_block)
+        tally.check()
         return None
-    mask_blocks: list[Array] = []
-    empties = _EmptyTally()
+    extras: list[Array] = []
     blocks = iter_blocks(source, plan.layout, spec, chunk_bytes=chunk_bytes, on_block=on_block)
     for start, _stop, x_ntf, validity in blocks:
-        if plan.rejects_empty and spec.validity is None:
-            empties.add(validity.empty_samples(), start)
-        out, extra = plan.apply(x_ntf, validity)
-        sink.write(start, _detached(out, x_ntf), axis=out_axis)
+        out, extra, checks = plan.apply(x_ntf, validity)
+        tally.add(checks, start)
+        sink.write(start, _detached(out, x_ntf), axis=plan.out_axis)
         if extra is not None:
-            mask_blocks.append(_detached(extra, x_ntf))
-    empties.check()
-    if plan.mask_out_shape is None:
+            extras.append(_detached(extra, x_ntf))
+    tally.check()
+    return join_extras(plan, extras)
+
+
+def fit_pca(
+    source: BlockReader,
+    layout: Layout,
+    spec: MaskSpec,
+    k: int,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    on_block: Callable[[int], None] | None = None,
+) -> PcaBasis:
+    """Fit K principal components on the valid steps, accumulating block by block."""
+    accumulator = PcaAccumulator(source.shape[-1])
+    blocks = iter_blocks(source, layout, spec, chunk_bytes=chunk_bytes, on_block=on_block)
+    for _start, _stop, x_ntf, validity in blocks:
+        accumulator.update(x_ntf, None if validity.is_all_valid else validity)
+    return accumulator.finish(k)
+
+
+def join_extras(plan: Plan, extras: list[Array]) -> Array | None:
+    """The side output of a run from its blocks' pieces (the plan's shape when none came)."""
+    if plan.extra_shape is None:
         return None
-    if not mask_blocks:
-        return np.zeros(plan.mask_out_shape, dtype=bool)
-    return np.concatenate(mask_blocks, axis=0)
+    if not extras:
+        return np.zeros(plan.extra_shape, dtype=bool)
+    return np.concatenate(extras, axis=0)
 
 
 def _run_gather(
@@ -425,6 +384,7 @@ def _run_gather(
     plan: Plan,
     spec: MaskSpec,
     sink: BlockWriter,
+    tally: RunTally,
     chunk_bytes: int,
     on_block: Callable[[int], None] | None,
 ) -> None:
@@ -433,7 +393,8 @@ def _run_gather(
     n = max(_validity_of(plan, spec).n, 1)
     blocks = gather_blocks(source, plan, spec, chunk_bytes=chunk_bytes)
     for start, steps, picked, _nbytes in blocks:
-        out, _ = plan.apply(steps, picked)
+        out, _, checks = plan.apply(steps, picked)
+        tally.add(checks, start)
         sink.write(start, out, axis=0)
         if on_block is not None:
             on_block(int(source.nbytes) * len(steps) // n)

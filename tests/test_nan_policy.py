@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lstmshape import api
+from lstmshape.checks import count_nans, nan_steps
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity, count_nans, nan_steps
+from lstmshape.masks import Validity
 from lstmshape.strategies import reduce as R
 from lstmshape.strategies.reduce import global_pool, reduce_steps
 from lstmshape.strategies.window import pool_windows, window_bounds

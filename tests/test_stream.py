@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from lstmshape import api, io, readers, stream
-from lstmshape.masks import Validity, build_validity
+from lstmshape.masks import MaskSpec, Validity, build_validity
 from lstmshape.strategies.project import PcaAccumulator
-from lstmshape.stream import MaskSpec, run_plan
+from lstmshape.stream import run_plan
 
 N, T, F = 7, 5, 4
 ROW = T * F * 4  # bytes of one float32 sample
@@ -125,7 +125,7 @@ def _stream(
         if not maps and hasattr(source.reader, "maps"):
             source.reader.maps = False
         run_plan(source, plan, spec, sink, chunk_bytes=chunk)
-    plan.finish()
+
     return sink.result()
 
 
@@ -219,7 +219,7 @@ def test_project_streamed_equals_in_memory(tmp_path: Path, fmt: str, layout: str
         bias,
         activation="tanh",
         layout=layout,
-        zero_padding=True,
+        masked=True,
     )
     for chunk in CHUNKS:
         got = _stream(ref, plan, _spec(mask, layout), chunk)
@@ -248,7 +248,7 @@ def test_pca_two_passes_equal_in_memory(tmp_path: Path, fmt: str, layout: str) -
             basis.components,
             basis.bias,
             layout=layout,
-            zero_padding=True,
+            masked=True,
         )
         np.testing.assert_allclose(_stream(ref, plan, spec, chunk), expected, atol=1e-5)
 

@@ -39,12 +39,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lstmshape.api import Plan
+from lstmshape.checks import RunTally
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity, describe_empty
+from lstmshape.masks import MaskSpec, Validity
+from lstmshape.plan import Plan
 from lstmshape.refs import ArrayRef
 from lstmshape.strategies.project import PcaAccumulator, PcaBasis
-from lstmshape.stream import DEFAULT_CHUNK_BYTES, MaskSpec, rows_per_block
+from lstmshape.stream import DEFAULT_CHUNK_BYTES, join_extras, rows_per_block
 
 Array = npt.NDArray[Any]
 
@@ -67,8 +68,6 @@ class Session:
     in this process. Started on first use; `close()` stops what it started."""
 
     def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
-        if scheduler and workers:
-            raise InputError("give --scheduler (a running cluster) or --workers, not both")
         self.scheduler = scheduler
         self.workers = workers
         self._client: Any = None
@@ -320,19 +319,16 @@ def _block(
     spec: MaskSpec,
     pad_side: str,
 ) -> Array:
-    """One block: the plan's output ('out'), its window mask ('extra') or the flags of
-    samples without a valid step ('empty'). The plan is the last positional argument."""
+    """One block: the plan's output ('out'), its side output ('extra') or its check table
+    ('checks', see `checks.screen`). The plan is the last positional argument."""
     *masks, plan = args
     validity = _block_validity(x_ntf, tuple(masks), kind, spec, pad_side)
-    if what == "empty":
-        flags = np.zeros(x_ntf.shape[0], dtype=bool)
-        flags[validity.empty_samples()] = True
-        return flags
     if what == "extra":  # the window mask needs no features: a kernel run on F = 0
-        _, extra = plan.apply(x_ntf[..., :0], validity)
-        return extra  # type: ignore[no-any-return]
-    out, _ = plan.apply(x_ntf, validity)
-    return out
+        return plan.apply(x_ntf[..., :0], validity).extra  # type: ignore[no-any-return]
+    result = plan.apply(x_ntf, validity)
+    if what == "checks":
+        return np.zeros((x_ntf.shape[0], 3), np.int64) if result.checks is None else result.checks
+    return result.out  # type: ignore[no-any-return]
 
 
 def _blockwise(
@@ -379,19 +375,6 @@ def _blockwise(
 # ----------------------------------------------------------------------------- running
 
 
-def _refuse_stateful(plan: Plan) -> None:
-    """NaN policies whose checks count over the whole input in one process (`Plan.finish`)
-    cannot see blocks run on workers."""
-    policy = plan.options.get("nan_policy", "propagate")
-    if policy == "raise" or (policy == "omit" and plan.rejects_empty):
-        what = "--nan-policy raise" if policy == "raise" else "--nan-policy omit --empty error"
-        raise InputError(f"{what} needs --engine inprocess (its checks span the whole input)")
-
-
-def _out_axis(plan: Plan) -> int:
-    return 1 if plan.keeps_time and plan.layout == "tnf" and len(plan.out_shape) == 3 else 0
-
-
 def _delayed_plan(plan: Plan) -> Any:
     """The plan as one graph key, sent to each worker once rather than with every task."""
     import dask
@@ -413,7 +396,6 @@ def run_plan(
 
     Returns the (N, T') output mask of windowed pooling, or None.
     """
-    _refuse_stateful(plan)
     layout = plan.layout if len(plan.in_shape) == 3 else "ntf"
     x_ntf = input_array(source, layout, chunk_bytes)
     n_chunks = x_ntf.chunks[0]
@@ -423,61 +405,44 @@ def run_plan(
     pad_side = spec.validity.pad_side if spec.validity is not None else "post"
     common: dict[str, Any] = {"kind": kind, "spec": spec, "pad_side": pad_side}
     plan_arg = _delayed_plan(plan)
-    out_axis = _out_axis(plan)
-    out = _blockwise(
-        x_ntf,
-        plan_arg,
-        mask_args,
-        what="out",
-        out_shape=plan.out_shape,
-        out_axis=out_axis,
-        dtype=plan.out_dtype,
-        **common,
-    )
+
+    def blockwise(what: str, shape: tuple[int, ...], axis: int, dtype: Any) -> Any:
+        return _blockwise(
+            x_ntf,
+            plan_arg,
+            mask_args,
+            what=what,
+            out_shape=shape,
+            out_axis=axis,
+            dtype=dtype,
+            **common,
+        )
+
+    out = blockwise("out", plan.out_shape, plan.out_axis, plan.out_dtype)
     extra = None
-    if plan.mask_out_shape is not None:
-        extra = _blockwise(
-            x_ntf,
-            plan_arg,
-            mask_args,
-            what="extra",
-            out_shape=plan.mask_out_shape,
-            out_axis=0,
-            dtype=bool,
-            **common,
-        )
-    flags = None
-    if plan.rejects_empty and spec.validity is None:
-        flags = _blockwise(
-            x_ntf,
-            plan_arg,
-            mask_args,
-            what="empty",
-            out_shape=(x_ntf.shape[0],),
-            out_axis=0,
-            dtype=bool,
-            **common,
-        )
+    if plan.extra_shape is not None:
+        extra = blockwise("extra", plan.extra_shape, 0, bool)
+    checks = None
+    if plan.nan_policy != "propagate" or (plan.rejects_empty and spec.validity is None):
+        checks = blockwise("checks", (x_ntf.shape[0], 3), 0, np.int64)
     if hasattr(sink, "zarr_array"):
-        extras, empty = _store_to_zarr(session, sink, out, extra, flags, out_axis)
+        extras, tables = _store_to_zarr(session, sink, out, extra, checks, plan.out_axis)
         if on_block is not None:
             on_block(int(source.nbytes))
     else:
-        extras, empty = _write_in_order(
-            session, sink, out, extra, flags, out_axis, source, on_block
+        extras, tables = _write_in_order(
+            session, sink, out, extra, checks, plan.out_axis, source, on_block
         )
-    if empty is not None and empty.any():
-        raise InputError(describe_empty(np.flatnonzero(empty)))
-    if plan.mask_out_shape is None:
-        return None
-    if not extras:
-        return np.zeros(plan.mask_out_shape, dtype=bool)
-    return np.concatenate(extras, axis=0)
+    tally = RunTally()
+    for start, table in zip(np.cumsum((0, *n_chunks)), tables, strict=False):
+        tally.add(table, int(start))
+    tally.check()
+    return join_extras(plan, extras)
 
 
 def _store_to_zarr(
     session: Session, sink: Any, out: Any, extra: Any, flags: Any, out_axis: int
-) -> tuple[list[Array], Array | None]:
+) -> tuple[list[Array], list[Array]]:
     """The workers write their blocks into the sink's temporary Zarr store."""
     import dask.array as da
 
@@ -490,8 +455,8 @@ def _store_to_zarr(
     results = session.compute(wanted)[1:]
     sink.mark_written()
     extras = [results.pop(0)] if extra is not None else []
-    empty = results.pop(0) if flags is not None else None
-    return extras, empty
+    tables = [results.pop(0)] if flags is not None else []
+    return extras, tables
 
 
 def _write_in_order(
@@ -503,7 +468,7 @@ def _write_in_order(
     out_axis: int,
     source: Any,
     on_block: Callable[[int], None] | None,
-) -> tuple[list[Array], Array | None]:
+) -> tuple[list[Array], list[Array]]:
     """Blocks computed on the cluster a few at a time, written here in order."""
     n_blocks = len(out.chunks[out_axis])
     lead = (slice(None),) * out_axis
@@ -534,8 +499,7 @@ def _write_in_order(
             empties.append(result[-1])
         if on_block is not None:
             on_block(block_bytes[i])
-    empty = np.concatenate(empties) if flags is not None and empties else None
-    return extras, empty
+    return extras, empties
 
 
 # ----------------------------------------------------------------------------- PCA
@@ -584,6 +548,7 @@ def fit_pca(
     *,
     session: Session,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    on_block: Callable[[int], None] | None = None,
 ) -> PcaBasis:
     """Fit K principal components on the valid steps with a distributed pass: statistics
     per block, merged in a tree; no block of data comes back to this process."""
@@ -607,4 +572,6 @@ def fit_pca(
     while len(level) > 1:
         level = [merge(*level[i : i + MERGE_EVERY]) for i in range(0, len(level), MERGE_EVERY)]
     (accumulator,) = session.compute([level[0]])
+    if on_block is not None:
+        on_block(int(source.nbytes))
     return accumulator.finish(k)  # type: ignore[no-any-return]

@@ -30,15 +30,14 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
 from lstmshape.masks import Validity
+from lstmshape.vocabulary import WEIGHTS_LAYOUTS, WeightsLayout
 
-WeightsLayout = Literal["keras", "torch"]
 Array = npt.NDArray[np.generic]
 FloatArray = npt.NDArray[np.floating]
 
@@ -53,8 +52,6 @@ __all__ = [
     "project_linear",
     "project_shape",
 ]
-
-WEIGHTS_LAYOUTS: tuple[str, ...] = ("keras", "torch")
 
 
 # --- activations ------------------------------------------------------------------------
@@ -105,8 +102,16 @@ def _compute_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64)
 
 
-def _output_dtype(dtype: np.dtype) -> np.dtype:
-    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+def project_dtype(dtype: npt.DTypeLike) -> np.dtype:
+    """Output dtype of a projection: float dtypes keep theirs, other numbers give float64.
+
+    >>> str(project_dtype("float16")), str(project_dtype("int8"))
+    ('float16', 'float64')
+    """
+    dt = np.dtype(dtype)
+    if not (np.issubdtype(dt, np.integer) or np.issubdtype(dt, np.floating) or dt == np.bool_):
+        raise InputError(f"data must be numeric; got dtype {dt}")
+    return dt if np.issubdtype(dt, np.floating) else np.dtype(np.float64)
 
 
 def _check_numeric(data: np.ndarray, what: str) -> None:
@@ -211,30 +216,41 @@ def project_linear(
     data = np.asarray(x)
     if data.ndim < 1:
         raise InputError("projection needs data with a feature axis; got a scalar")
-    _check_numeric(data, "data")
+    out_dtype = project_dtype(data.dtype)
     w = np.asarray(weights)
-    _check_numeric(w, "weights")
     k, _ = _check_weights(w.shape, data.shape[-1], weights_layout)
-    if activation not in ACTIVATIONS:
-        raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+    check_parameters(w, bias, k, activation)
     compute = _compute_dtype(data.dtype)
     kernel = (w if weights_layout == "keras" else w.T).astype(compute, copy=False)
     with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 in the data is its own NaN
         z = np.matmul(data.astype(compute, copy=False), kernel)
     if bias is not None:
-        b = np.asarray(bias)
-        _check_numeric(b, "bias")
-        _check_bias(b.shape, k)
-        z += b.reshape(k).astype(compute, copy=False)
+        z += np.asarray(bias).reshape(k).astype(compute, copy=False)
     with np.errstate(over="ignore", invalid="ignore"):
         z = ACTIVATIONS[activation](z)
-    out = z.astype(_output_dtype(data.dtype), copy=False)
-    if validity is not None and data.ndim == 3:
-        mask = _validity_mask(validity, data.shape[0], data.shape[1])
+    return _zero_padding(z.astype(out_dtype, copy=False), validity)
+
+
+def check_parameters(
+    weights: npt.ArrayLike, bias: npt.ArrayLike | None, k: int, activation: str
+) -> None:
+    """Weights and bias are numbers, the bias has K entries, the activation is known."""
+    _check_numeric(np.asarray(weights), "weights")
+    if bias is not None:
+        _check_numeric(np.asarray(bias), "bias")
+        _check_bias(np.shape(bias), k)
+    if activation not in ACTIVATIONS:
+        raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+
+
+def _zero_padding(out: np.ndarray, validity: Validity | None) -> np.ndarray:
+    """`out` with its padded steps set to 0 (3-D outputs with a mask)."""
+    if validity is not None and out.ndim == 3:
+        mask = _validity_mask(validity, out.shape[0], out.shape[1])
         if mask is not None:
             out[~mask] = 0
     elif validity is not None and not validity.is_all_valid:
-        raise InputError(f"a mask needs 3-D data (N, T, F); got shape {data.shape}")
+        raise InputError(f"a mask needs 3-D data (N, T, F); got shape {out.shape}")
     return out
 
 
@@ -254,6 +270,16 @@ class PcaBasis:
     explained_variance: npt.NDArray[np.float64]
     explained_variance_ratio: npt.NDArray[np.float64]
     n_steps: int = 0
+
+    def members(self) -> dict[str, npt.NDArray[np.float64]]:
+        """The basis as named arrays: `--weights FILE:weights --bias FILE:bias` reuses it."""
+        return {
+            "weights": self.components,
+            "bias": self.bias,
+            "mean": self.mean,
+            "explained_variance": self.explained_variance,
+            "explained_variance_ratio": self.explained_variance_ratio,
+        }
 
     @property
     def bias(self) -> npt.NDArray[np.float64]:
@@ -441,11 +467,5 @@ def pca_project(
         )
     compute = _compute_dtype(data.dtype)
     centred = data.astype(compute) - basis.mean.astype(compute)
-    out = (centred @ basis.components.astype(compute)).astype(_output_dtype(data.dtype), copy=False)
-    if validity is not None and data.ndim == 3:
-        mask = _validity_mask(validity, data.shape[0], data.shape[1])
-        if mask is not None:
-            out[~mask] = 0
-    elif validity is not None and not validity.is_all_valid:
-        raise InputError(f"a mask needs 3-D data (N, T, F); got shape {data.shape}")
-    return out
+    out = (centred @ basis.components.astype(compute)).astype(project_dtype(data.dtype), copy=False)
+    return _zero_padding(out, validity)

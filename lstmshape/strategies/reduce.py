@@ -37,21 +37,23 @@ makes an (N, T, F) temporary.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from lstmshape.checks import apply_nan_policy
 from lstmshape.errors import InputError
-from lstmshape.masks import BoolArray, NanPolicy, Validity, apply_nan_policy, describe_empty
-
-Strategy = Literal["last", "first", "mean", "max", "min", "sum"]
-EmptyPolicy = Literal["error", "nan", "zero"]
-PoolOp = Literal["avg", "max"]
-
-STRATEGIES: tuple[str, ...] = ("last", "first", "mean", "max", "min", "sum")
-EMPTY_POLICIES: tuple[str, ...] = ("error", "nan", "zero")
-POOL_OPS: tuple[str, ...] = ("avg", "max")
+from lstmshape.masks import BoolArray, Validity, describe_empty
+from lstmshape.vocabulary import (
+    EMPTY_POLICIES,
+    POOL_OPS,
+    STRATEGIES,
+    EmptyPolicy,
+    NanPolicy,
+    PoolOp,
+    Strategy,
+)
 
 Array = npt.NDArray[Any]
 Scalar = bool | int | float
@@ -188,9 +190,17 @@ def global_pool(
     >>> global_pool(x, Validity.from_lengths([2], t=3), "max").tolist()
     [[3.0]]
     """
+    return reduce_steps(x, validity, pool_strategy(op), empty=empty, nan_policy=nan_policy)
+
+
+def pool_strategy(op: str) -> Strategy:
+    """The reduction a global pooling op is: avg -> mean, max -> max.
+
+    >>> pool_strategy("avg")
+    'mean'
+    """
     _check_choice("pooling op", op, POOL_OPS)
-    strategy: Strategy = "mean" if op == "avg" else "max"
-    return reduce_steps(x, validity, strategy, empty=empty, nan_policy=nan_policy)
+    return "mean" if op == "avg" else "max"
 
 
 def global_pool_shape(shape_ntf: tuple[int, ...]) -> tuple[int, ...]:
