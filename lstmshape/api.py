@@ -23,8 +23,9 @@ from lstmshape.plan import (
     plan_project,
     plan_reduce,
     plan_reshape,
+    with_basis,
 )
-from lstmshape.strategies import project as project_kernels
+from lstmshape.strategies import pca as pca_kernels
 
 Array = npt.NDArray[Any]
 
@@ -215,10 +216,10 @@ def project(
     else:
         validity = Validity.all_valid(data.shape[0], 0)
     if plan.pca is not None:
-        basis = project_kernels.fit_pca(
+        basis = pca_kernels.fit_pca(
             as_ntf(data, layout) if data.ndim == 3 else data, validity, plan.pca
         )
-        plan = plan.with_weights(basis.components, basis.bias)
+        plan = with_basis(plan, basis.components, basis.bias)
     return _run(plan, data, validity)[0]
 
 

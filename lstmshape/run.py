@@ -16,7 +16,7 @@ from lstmshape import engines
 from lstmshape.errors import InputError
 from lstmshape.inputs import MaskRequest, refuse_over_memory
 from lstmshape.masks import MaskSpec
-from lstmshape.plan import Plan, as_ntf
+from lstmshape.plan import Plan, as_ntf, with_basis
 from lstmshape.refs import ArrayRef, parse_ref
 from lstmshape.report import Step, Summary
 from lstmshape.sources import parts_of
@@ -240,8 +240,8 @@ def _fit_pca(job: Job, request: OutputRequest, engine: Any, progress: Progress) 
         )
     if job.basis_out is not None:
         basis_inputs = parts_of(job.input_ref)
-        io.save_members(job.basis_out, basis.members(), force=request.force, inputs=basis_inputs)
-    return job.plan.with_weights(basis.components, basis.bias)
+        io.save_members(job.basis_out, basis.as_dict(), force=request.force, inputs=basis_inputs)
+    return with_basis(job.plan, basis.components, basis.bias)
 
 
 def _where(ref: ArrayRef) -> str:

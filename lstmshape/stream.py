@@ -54,7 +54,7 @@ from lstmshape.errors import InputError
 from lstmshape.masks import Layout, MaskSpec, Validity
 from lstmshape.plan import Plan, as_ntf
 from lstmshape.readers import Joined, Reader, aligned_buffer
-from lstmshape.strategies.project import PcaAccumulator, PcaBasis
+from lstmshape.strategies.pca import PcaAccumulator, PcaBasis
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 

@@ -24,7 +24,7 @@ distributed = pytest.importorskip("distributed")
 from lstmshape import io  # noqa: E402
 from lstmshape.engines import dask_engine  # noqa: E402
 from lstmshape.errors import InputError  # noqa: E402
-from lstmshape.strategies.project import PcaAccumulator  # noqa: E402
+from lstmshape.strategies.pca import PcaAccumulator  # noqa: E402
 
 N, T, F = 240, 9, 6
 SHARDS = [70, 50, 120]

@@ -18,7 +18,7 @@ import pytest
 
 from lstmshape import api, io, readers, stream
 from lstmshape.masks import MaskSpec, Validity, build_validity
-from lstmshape.strategies.project import PcaAccumulator
+from lstmshape.strategies.pca import PcaAccumulator
 from lstmshape.stream import run_plan
 
 N, T, F = 7, 5, 4

@@ -44,7 +44,7 @@ from lstmshape.errors import InputError
 from lstmshape.masks import MaskSpec, Validity
 from lstmshape.plan import Plan
 from lstmshape.refs import ArrayRef
-from lstmshape.strategies.project import PcaAccumulator, PcaBasis
+from lstmshape.strategies.pca import PcaAccumulator, PcaBasis
 from lstmshape.stream import DEFAULT_CHUNK_BYTES, join_extras, rows_per_block
 
 Array = npt.NDArray[Any]
