@@ -50,9 +50,9 @@ def reduce_job(input_ref: ArrayRef, mask: MaskRequest, **options: Any) -> Job:
 
 def _last_step_warnings(source: Any, plan: Plan) -> list[str]:
     """Look at the first few MB of samples for trailing padding that `last` would return."""
+    from lstmshape.blocks import rows_per_block
     from lstmshape.masks import padding_warning
     from lstmshape.plan import as_ntf
-    from lstmshape.stream import rows_per_block
 
     shape_ntf = ntf_shape(plan.in_shape, plan.layout, command="reduce")
     rows = min(

@@ -39,13 +39,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lstmshape.blocks import DEFAULT_CHUNK_BYTES, rows_per_block
 from lstmshape.checks import RunTally
 from lstmshape.errors import InputError
 from lstmshape.masks import MaskSpec, Validity
 from lstmshape.plan import Plan
 from lstmshape.refs import ArrayRef
 from lstmshape.strategies.pca import PcaAccumulator, PcaBasis
-from lstmshape.stream import DEFAULT_CHUNK_BYTES, join_extras, rows_per_block
+from lstmshape.stream import join_extras
 
 Array = npt.NDArray[Any]
 
