@@ -22,7 +22,7 @@ pytest.importorskip("zarr")
 distributed = pytest.importorskip("distributed")
 
 from lstmshape import io  # noqa: E402
-from lstmshape.engines import dask_engine  # noqa: E402
+from lstmshape.engines import dask_engine, dask_session  # noqa: E402
 from lstmshape.errors import InputError  # noqa: E402
 from lstmshape.strategies.pca import PcaAccumulator  # noqa: E402
 
@@ -385,7 +385,7 @@ def test_nan_policy_errors_match_in_process(run_cli, tmp_path, address, nan_data
 
 
 def test_unreachable_scheduler_is_one_line(run_cli, tmp_path, data, monkeypatch):
-    monkeypatch.setattr(dask_engine, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(dask_session, "CONNECT_TIMEOUT", "1s")
     result = run_cli(
         ["reduce", data["dir"] / "x.npy", "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9",
          "-o", tmp_path / "o.npy"]

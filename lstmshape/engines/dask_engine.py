@@ -27,24 +27,19 @@ the workers in blocks.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from lstmshape.blocks import DEFAULT_CHUNK_BYTES, rows_per_block
+from lstmshape.blocks import DEFAULT_CHUNK_BYTES
 from lstmshape.checks import RunTally
-from lstmshape.errors import InputError
+from lstmshape.engines.dask_inputs import input_array
+from lstmshape.engines.dask_session import Session
 from lstmshape.masks import MaskSpec, Validity
 from lstmshape.plan import Plan
-from lstmshape.refs import ArrayRef
 from lstmshape.strategies.pca import PcaAccumulator, PcaBasis
 from lstmshape.stream import join_extras
 
@@ -52,235 +47,8 @@ Array = npt.NDArray[Any]
 
 __all__ = ["Session", "fit_pca", "input_array", "merge_accumulators", "run_plan"]
 
-#: How many blocks per worker are in flight when results come back here in order.
-BLOCKS_PER_WORKER = 2
 #: Partial PCA accumulators merged per task of the tree reduction.
 MERGE_EVERY = 8
-#: How long to try reaching a --scheduler address.
-CONNECT_TIMEOUT = "10s"
-
-
-# ----------------------------------------------------------------------------- the cluster
-
-
-class Session:
-    """Where the work runs: a `dask.distributed` Client (`scheduler` address, or a
-    LocalCluster of `workers` processes, one thread each), else dask's threaded scheduler
-    in this process. Started on first use; `close()` stops what it started."""
-
-    def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
-        self.scheduler = scheduler
-        self.workers = workers
-        self._client: Any = None
-        self._cluster: Any = None
-
-    @property
-    def client(self) -> Any:
-        """The distributed Client, connected on first use; None for the threaded scheduler."""
-        if self._client is None and (self.scheduler or self.workers):
-            self._connect()
-        return self._client
-
-    def _connect(self) -> None:
-        from distributed import Client, LocalCluster
-
-        if self.scheduler:
-            try:
-                self._client = Client(self.scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
-            except (OSError, TimeoutError) as exc:
-                reason = " ".join(str(exc).split()) or type(exc).__name__
-                raise InputError(
-                    f"cannot reach the dask scheduler at {self.scheduler}: {reason}"
-                ) from None
-            return
-        saved = dict(os.environ)
-        try:
-            self._cluster = LocalCluster(
-                n_workers=self.workers,
-                processes=True,
-                threads_per_worker=1,
-                dashboard_address=":0",
-                silence_logs=logging.ERROR,
-            )
-        finally:  # distributed sets MALLOC_TRIM_THRESHOLD_, OMP_NUM_THREADS, ... for its
-            os.environ.clear()  # workers in this process's environment; keep ours as it was
-            os.environ.update(saved)
-        self._client = Client(self._cluster, set_as_default=False)
-
-    @property
-    def n_workers(self) -> int:
-        client = self.client
-        if client is None:
-            return os.cpu_count() or 1
-        return max(1, len(client.scheduler_info().get("workers", {})))
-
-    def compute(self, collections: Sequence[Any]) -> list[Any]:
-        """Compute dask collections together (shared inputs are read once)."""
-        if not collections:
-            return []
-        client = self.client
-        if client is None:
-            import dask
-
-            return list(dask.compute(*collections, scheduler="threads"))
-        futures = client.compute(list(collections))
-        try:
-            return list(client.gather(futures))
-        finally:
-            client.cancel(futures)
-
-    def ordered(self, items: Iterable[Sequence[Any]]) -> Iterator[list[Any]]:
-        """Compute each item (a list of collections) and yield the results in order, with
-        at most `BLOCKS_PER_WORKER * n_workers` items in flight."""
-        window = BLOCKS_PER_WORKER * self.n_workers
-        client = self.client
-        if client is None:
-            batch: list[Sequence[Any]] = []
-            for item in items:
-                batch.append(item)
-                if len(batch) >= window:
-                    yield from self._threaded(batch)
-                    batch = []
-            yield from self._threaded(batch)
-            return
-        pending: deque[Any] = deque()
-        try:
-            for item in items:
-                pending.append(client.compute(list(item)))
-                if len(pending) >= window:
-                    yield list(client.gather(pending.popleft()))
-            while pending:
-                yield list(client.gather(pending.popleft()))
-        finally:
-            for futures in pending:
-                client.cancel(futures)
-
-    @staticmethod
-    def _threaded(batch: list[Sequence[Any]]) -> Iterator[list[Any]]:
-        if not batch:
-            return
-        import dask
-
-        flat = [c for item in batch for c in item]
-        results = iter(dask.compute(*flat, scheduler="threads"))
-        for item in batch:
-            yield [next(results) for _ in item]
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        cluster, self._cluster = self._cluster, None
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-class _FileBlocks:
-    """One stored array as dask sees it (`shape`, `dtype`, `x[selection]`), opening the
-    file in the task that reads and closing it before returning the block."""
-
-    def __init__(self, ref: ArrayRef, shape: tuple[int, ...], dtype: Any, axis: int) -> None:
-        self.ref = ref
-        self.shape = shape
-        self.dtype = np.dtype(dtype)
-        self.ndim = len(shape)
-        self.axis = axis
-        # --allow-external (HDF5 external links) is a context variable of this process;
-        # the worker that reads needs the same answer.
-        from lstmshape import io
-
-        flag = getattr(io, "_allow_external", None)
-        self.allow_external = bool(flag.get()) if flag is not None else False
-
-    def __getitem__(self, selection: Any) -> Array:
-        from lstmshape import io
-
-        sel = selection if isinstance(selection, tuple) else (selection,)
-        sel = sel + (slice(None),) * (self.ndim - len(sel))
-        along = sel[self.axis]
-        allowing = getattr(io, "allow_external", None)
-        scope = allowing(self.allow_external) if allowing else contextlib.nullcontext()
-        with scope, io.open_array(self.ref) as source:
-            block = source.read(along.start or 0, along.stop, axis=self.axis)
-        rest = tuple(slice(None) if i == self.axis else s for i, s in enumerate(sel))
-        return np.asarray(block[rest])
-
-
-def _parts(source: Any) -> list[tuple[ArrayRef, Any]]:
-    """(ref, open source) of every file behind `source` (a MultiSource has several)."""
-    sources = getattr(source, "sources", None)
-    refs = getattr(source, "refs", None)
-    if sources is not None and refs is not None:
-        return list(zip(refs, sources, strict=True))
-    return [(source.info.ref, source)]
-
-
-def _absolute(ref: ArrayRef) -> ArrayRef:
-    if ref.is_stdio:
-        raise InputError("--engine dask needs input files the workers can open, not standard input")
-    return ArrayRef(str(Path(ref.path).absolute()), ref.key)
-
-
-def _part_array(ref: ArrayRef, part: Any, axis: int, rows: int) -> Any:
-    import dask.array as da
-    from dask.base import tokenize
-
-    shape = tuple(int(s) for s in part.shape)
-    ref = _absolute(ref)
-    if getattr(part.info, "format", None) == "zarr":
-        rows = _zarr_rows(rows, part.info.chunks, axis)
-        chunks = tuple(rows if i == axis else max(s, 1) for i, s in enumerate(shape))
-        key = (ref.key or "").strip("/") or None
-        return da.from_zarr(ref.path, component=key, chunks=chunks, inline_array=True)
-    chunks = tuple(rows if i == axis else max(s, 1) for i, s in enumerate(shape))
-    try:
-        stamp = Path(ref.path).stat().st_mtime_ns
-    except OSError:
-        stamp = 0
-    reader = _FileBlocks(ref, shape, part.dtype, axis)
-    name = "lstmshape-read-" + tokenize(str(ref), stamp, shape, str(part.dtype), chunks)
-    return da.from_array(
-        reader,
-        chunks=chunks,
-        name=name,
-        lock=False,
-        asarray=False,
-        inline_array=True,
-        meta=np.empty((0,) * len(shape), dtype=part.dtype),
-    )
-
-
-def _zarr_rows(rows: int, stored: tuple[int, ...] | None, axis: int) -> int:
-    """Block rows aligned with the store's chunks along N, so no task decompresses a chunk
-    that another task reads too: a multiple of the stored chunk, or one stored chunk."""
-    if not stored or axis >= len(stored) or stored[axis] < 1:
-        return rows
-    per_chunk = int(stored[axis])
-    return max(1, rows // per_chunk) * per_chunk
-
-
-def input_array(source: Any, layout: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Any:
-    """The input as a batch-first dask array, chunked along N only (about `chunk_bytes`
-    per chunk, every T and F whole; chunks never straddle two files)."""
-    import dask.array as da
-
-    ndim = len(source.shape)
-    axis = 1 if layout == "tnf" and ndim == 3 else 0
-    shape = tuple(int(s) for s in source.shape)
-    shape_ntf = (shape[1], shape[0], *shape[2:]) if axis == 1 else shape
-    rows = rows_per_block(shape_ntf, np.dtype(source.dtype).itemsize, chunk_bytes)
-    arrays = [_part_array(ref, part, axis, rows) for ref, part in _parts(source)]
-    x = arrays[0] if len(arrays) == 1 else da.concatenate(arrays, axis=axis)
-    return x.transpose(1, 0, 2) if axis == 1 else x
 
 
 # ----------------------------------------------------------------------------- masks
