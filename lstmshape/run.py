@@ -78,11 +78,9 @@ class Job:
 def plan_summary(job: Job) -> Summary:
     """The before/after table of a job, from its plan alone."""
     plan = job.plan
-    options = (
-        {**plan.options, "mask": job.mask.describe()}
-        if plan.operation != "reshape"
-        else {**plan.options}
-    )
+    options = dict(plan.options)
+    if plan.operation != "reshape":  # reshape reads a mask only to pack, and says so itself
+        options["mask"] = job.mask.describe()
     return Summary(
         command=plan.operation,
         options=options,
