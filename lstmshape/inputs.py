@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Layout, MaskSpec, PadSide, build_validity
+from lstmshape.masks import Layout, MaskSpec, PadSide, build_validity, check_one_source
 from lstmshape.refs import ArrayRef
 from lstmshape.report import format_bytes
 from lstmshape.sources import open_sources, parts_of
@@ -35,8 +35,7 @@ class MaskRequest:
     pad_side: PadSide = "post"
 
     def __post_init__(self) -> None:
-        if sum(s is not None for s in (self.mask_ref, self.lengths_ref, self.mask_value)) > 1:
-            raise InputError("give at most one of --mask, --lengths, --mask-value")
+        check_one_source(self.mask_ref, self.lengths_ref, self.mask_value)
 
     @property
     def given(self) -> bool:

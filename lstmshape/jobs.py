@@ -86,8 +86,6 @@ def project_job(
     **options: Any,
 ) -> Job:
     """`options`: activation, weights_layout (as `plan_project`)."""
-    if (weights_ref is None) == (pca is None):
-        raise InputError("give exactly one of --weights or --pca")
     if pca is None and save_basis is not None:
         raise InputError("--save-basis goes with --pca")
     with _opened(input_ref, mask.layout) as source:
@@ -119,16 +117,12 @@ def reshape_job(
     extra_outs: Mapping[str, ArrayRef | None] | None = None,
 ) -> Job:
     """A preset, an einops pattern, packing (`--drop-padding`) or padding (`--to padded`)."""
-    if (preset is None) == (pattern is None):
-        raise InputError("give exactly one of --to or --pattern")
-    if drop_padding and preset != "steps":
-        raise InputError("--drop-padding goes with --to steps")
     if drop_padding and not mask.given:
         raise InputError("--drop-padding needs --mask, --lengths or --mask-value")
     with _opened(input_ref, mask.layout) as source:
         shape = tuple(source.shape)
         spec, lengths = MaskSpec(), None
-        if drop_padding:
+        if drop_padding and preset == "steps":  # the plan refuses it with any other preset
             shape_ntf = ntf_shape(shape, mask.layout, command="reshape --drop-padding")
             spec = load_mask_spec(mask, shape_ntf)
         if preset == "padded" and mask.lengths_ref is not None:

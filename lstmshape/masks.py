@@ -287,7 +287,20 @@ def _beyond_dtype(value: float, dtype: np.dtype[Any]) -> bool:
 
 BLOCK_ELEMENTS = 1 << 22  # elements per block of samples when scanning data (16 MB of float32)
 
-_SOURCES_ERROR = "give at most one of --mask, --lengths, --mask-value"
+
+def check_one_source(mask: object, lengths: object, mask_value: object) -> None:
+    """At most one mask source is given (None stands for not given).
+
+    >>> check_one_source(None, [3], 0.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    lstmshape.errors.InputError: give at most one of ...; got --lengths and --mask-value
+    """
+    sources = (("--mask", mask), ("--lengths", lengths), ("--mask-value", mask_value))
+    given = [name for name, source in sources if source is not None]
+    if len(given) > 1:
+        raise InputError(
+            f"give at most one of --mask, --lengths, --mask-value; got {' and '.join(given)}"
+        )
 
 
 def build_validity(
@@ -318,13 +331,7 @@ def build_validity(
     >>> v.lengths.tolist(), v.pad_side, v.mask is None
     ([2, 1], 'post', True)
     """
-    given = [
-        name
-        for name, source in (("--mask", mask), ("--lengths", lengths), ("--mask-value", mask_value))
-        if source is not None
-    ]
-    if len(given) > 1:
-        raise InputError(f"{_SOURCES_ERROR}; got {' and '.join(given)}")
+    check_one_source(mask, lengths, mask_value)
     if pad_side not in ("post", "pre"):
         raise InputError(f"pad side must be 'post' or 'pre'; got {pad_side!r}")
     if layout not in ("ntf", "tnf"):
