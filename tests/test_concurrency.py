@@ -12,20 +12,16 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from helpers import lstmshape
 
 from lstmshape import io
 
 WRITERS = 8
-
-
-def lstmshape(*args: object) -> list[str]:
-    return [sys.executable, "-m", "lstmshape", *(str(a) for a in args)]
 
 
 def run_all(commands: list[list[str]]) -> list[tuple[int, str]]:

@@ -16,20 +16,16 @@ import re
 import resource
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from helpers import lstmshape
 
 N, T, F = 2500, 100, 64  # a 64 MB float32 input and output: long enough to kill mid-write
 TEMP = re.compile(r"\.out\.(npy|npz|h5)\.[a-z0-9_]{8}\.(tmp|part)")
-
-
-def lstmshape(*args: object) -> list[str]:
-    return [sys.executable, "-m", "lstmshape", *(str(a) for a in args)]
 
 
 def digest(path: Path) -> str | None:

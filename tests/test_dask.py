@@ -16,6 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import npy_bytes
 
 pytest.importorskip("dask.array")
 pytest.importorskip("zarr")
@@ -325,7 +326,7 @@ def test_usage_errors(run_cli, tmp_path, data):
     result = run_cli(["reduce", x, "--engine", "dask", "--scheduler", "a", "--workers", "2"])
     assert result.exit_code == 2 and "not both" in result.stderr
     result = run_cli(["reduce", "-", "--engine", "dask", "-o", tmp_path / "o.npy"],
-                     input=_npy_bytes())  # fmt: skip
+                     input=npy_bytes(np.ones((2, 3, 4), np.float32)))  # fmt: skip
     assert result.exit_code == 2 and "not standard input" in result.stderr
     result = run_cli(
         ["reduce", x, "--engine", "dask", "--nan-policy", "raise", "-o", tmp_path / "o.npy"]
@@ -342,14 +343,6 @@ def test_unreachable_scheduler_is_one_line(run_cli, tmp_path, data, monkeypatch)
     assert result.exit_code == 2
     assert "Error: cannot reach the dask scheduler at tcp://127.0.0.1:9" in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2  # the padding warning, one error
-
-
-def _npy_bytes() -> bytes:
-    import io as stdio
-
-    buf = stdio.BytesIO()
-    np.save(buf, np.ones((2, 3, 4), np.float32))
-    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- local engines
