@@ -85,6 +85,7 @@ def kill_mid_write(args: list[str], directory: Path, *, min_bytes: int = 4 << 20
     assert proc.returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["npy", "npz", "h5"])
 @pytest.mark.parametrize("existing", [True, False], ids=["existing", "new"])
 def test_kill_9_mid_write_leaves_the_old_output(tmp_path, big, fmt, existing):
@@ -114,6 +115,7 @@ def test_kill_9_mid_write_leaves_the_old_output(tmp_path, big, fmt, existing):
         assert io.load(f"{path}:{key}").tolist() == list(range(10))
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_gives_old_or_complete_output(tmp_path, big):
     """Killed anywhere (also while the container is merged and renamed), an HDF5 target is
     either the old file or the old datasets plus the complete new one."""
@@ -152,6 +154,7 @@ def limit_file_size(limit: int):
     return apply
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["npy", "npz", "h5", "h5-key", "npz-key"])
 def test_full_disk_exits_1_with_one_line_and_leaves_nothing(tmp_path, big, fmt):
     src = tmp_path / "x.npy"

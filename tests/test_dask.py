@@ -122,6 +122,7 @@ def assert_same(want: np.ndarray, got: np.ndarray) -> None:
 # ----------------------------------------------------------------------------- reduce
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["last", "first", "mean", "max", "min", "sum"])
 @pytest.mark.parametrize("source", ["zarr-shards", "h5"])
 def test_every_reduce_strategy_with_lengths(run_cli, tmp_path, address, data, strategy, source):
@@ -131,6 +132,7 @@ def test_every_reduce_strategy_with_lengths(run_cli, tmp_path, address, data, st
     assert_same(want, got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "extra",
     [
@@ -150,6 +152,7 @@ def test_reduce_mask_sources(run_cli, tmp_path, address, data, extra):
     assert_same(want, got)
 
 
+@pytest.mark.slow
 def test_sharded_lengths_and_zarr_output(run_cli, tmp_path, address, data):
     d = data["dir"]
     want = run(
@@ -172,6 +175,7 @@ def test_sharded_lengths_and_zarr_output(run_cli, tmp_path, address, data):
 # ----------------------------------------------------------------------------- pool
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op", ["avg", "max"])
 @pytest.mark.parametrize("source", ["zarr-shards", "h5"])
 def test_global_pooling(run_cli, tmp_path, address, data, op, source):
@@ -181,6 +185,7 @@ def test_global_pooling(run_cli, tmp_path, address, data, op, source):
     assert_same(want, got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("op", "window"),
     [
@@ -207,6 +212,7 @@ def test_windowed_pooling_and_mask_out(run_cli, tmp_path, address, data, op, win
     assert_same(np.load(tmp_path / "wm.npy"), np.load(tmp_path / "gm.npy"))
 
 
+@pytest.mark.slow
 def test_time_major_windowed_pooling_and_projection(run_cli, tmp_path, address, data):
     d = data["dir"]
     rng = np.random.default_rng(1)
@@ -229,6 +235,7 @@ def test_time_major_windowed_pooling_and_projection(run_cli, tmp_path, address, 
 # ----------------------------------------------------------------------------- project
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["zarr-shards", "h5"])
 def test_projection_with_weights(run_cli, tmp_path, address, data, source):
     d = data["dir"]
@@ -242,6 +249,7 @@ def test_projection_with_weights(run_cli, tmp_path, address, data, source):
     assert_same(want, got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["zarr-shards", "h5-shards"])
 @pytest.mark.parametrize("mask", [["--mask", "{d}/mask.npy"], ["--mask-value", "0"]])
 def test_pca_is_fitted_distributed_and_matches(run_cli, tmp_path, address, data, source, mask):
@@ -286,6 +294,7 @@ def test_merge_accumulators_tree_equals_one_pass() -> None:
 # ----------------------------------------------------------------------------- errors
 
 
+@pytest.mark.slow
 def test_empty_samples_are_named_by_file_index(run_cli, tmp_path, address, data):
     d = data["dir"]
     args = ["reduce", *INPUTS["zarr-shards"](d), "--lengths", d / "lengths0.npy"]
@@ -296,6 +305,7 @@ def test_empty_samples_are_named_by_file_index(run_cli, tmp_path, address, data)
     assert not (tmp_path / "b.npy").exists()
 
 
+@pytest.mark.slow
 def test_empty_samples_found_by_mask_value_on_workers(run_cli, tmp_path, address):
     x = np.ones((30, 4, 2), np.float32)
     x[[3, 17]] = 0.0
@@ -310,6 +320,7 @@ def test_empty_samples_found_by_mask_value_on_workers(run_cli, tmp_path, address
     assert list(tmp_path.iterdir()) == [tmp_path / "x.npy"]
 
 
+@pytest.mark.slow
 def test_bad_mask_values_fail_like_in_process(run_cli, tmp_path, address, data):
     np.save(tmp_path / "m.npy", np.full((N, T), 2, np.int8))
     d = data["dir"]

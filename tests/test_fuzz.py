@@ -45,6 +45,7 @@ def check(case, where: Path, *, noting: bool = False) -> None:
     assert why is None, f"{why}\n{case.describe()}\n{outcome.error}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("role", fuzz.ROLES)
 def test_damaged_inputs_give_success_or_one_error_line(role, seeds):
     @settings(
@@ -187,6 +188,7 @@ def test_a_mask_value_beyond_the_dtype_matches_nothing(run_cli, tmp_path):
 # ----------------------------------------------------------------------------- the harness
 
 
+@pytest.mark.slow
 def test_the_harness_sees_every_kind_of_failure(seeds, tmp_path, monkeypatch):
     """The oracle is not vacuous: an escaped exception, a crash and a hang are all caught."""
     from lstmshape import io as lio

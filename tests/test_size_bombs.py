@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 from helpers import lstmshape, npy_header, peak_rss
 
+pytestmark = pytest.mark.slow  # real processes throughout
+
 GIB = 2**30
 HUGE = (10**6, 1000, 1000)  # 4 TB of float32
 BOMB = (2048, 256, 256)  # 512 MiB of float32, a few hundred KB on disk

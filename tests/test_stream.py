@@ -540,6 +540,7 @@ def test_cli_streams_into_outputs_larger_than_one_block(tmp_path: Path, run_cli)
             np.testing.assert_allclose(io.load(str(out)), expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_peak_rss_stays_below_the_input_size(tmp_path: Path) -> None:
     """A 256 MiB input reduced with 4 MiB blocks: a whole-file load (or a memory map that the
     kernel touches) would hold 256 MiB; the streamed run stays far below."""
