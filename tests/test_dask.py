@@ -16,6 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import npy_bytes
 
 pytest.importorskip("dask.array")
 pytest.importorskip("zarr")
@@ -121,6 +122,7 @@ def assert_same(want: np.ndarray, got: np.ndarray) -> None:
 # ----------------------------------------------------------------------------- reduce
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["last", "first", "mean", "max", "min", "sum"])
 @pytest.mark.parametrize("source", ["zarr-shards", "h5"])
 def test_every_reduce_strategy_with_lengths(run_cli, tmp_path, address, data, strategy, source):
@@ -130,6 +132,7 @@ def test_every_reduce_strategy_with_lengths(run_cli, tmp_path, address, data, st
     assert_same(want, got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "extra",
     [
@@ -149,6 +152,7 @@ def test_reduce_mask_sources(run_cli, tmp_path, address, data, extra):
     assert_same(want, got)
 
 
+@pytest.mark.slow
 def test_sharded_lengths_and_zarr_output(run_cli, tmp_path, address, data):
     d = data["dir"]
     want = run(
@@ -171,6 +175,7 @@ def test_sharded_lengths_and_zarr_output(run_cli, tmp_path, address, data):
 # ----------------------------------------------------------------------------- pool
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op", ["avg", "max"])
 @pytest.mark.parametrize("source", ["zarr-shards", "h5"])
 def test_global_pooling(run_cli, tmp_path, address, data, op, source):
@@ -180,6 +185,7 @@ def test_global_pooling(run_cli, tmp_path, address, data, op, source):
     assert_same(want, got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("op", "window"),
     [
@@ -206,6 +212,7 @@ def test_windowed_pooling_and_mask_out(run_cli, tmp_path, address, data, op, win
     assert_same(np.load(tmp_path / "wm.npy"), np.load(tmp_path / "gm.npy"))
 
 
+@pytest.mark.slow
 def test_time_major_windowed_pooling_and_projection(run_cli, tmp_path, address, data):
     d = data["dir"]
     rng = np.random.default_rng(1)
@@ -228,6 +235,7 @@ def test_time_major_windowed_pooling_and_projection(run_cli, tmp_path, address, 
 # ----------------------------------------------------------------------------- project
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["zarr-shards", "h5"])
 def test_projection_with_weights(run_cli, tmp_path, address, data, source):
     d = data["dir"]
@@ -241,6 +249,7 @@ def test_projection_with_weights(run_cli, tmp_path, address, data, source):
     assert_same(want, got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["zarr-shards", "h5-shards"])
 @pytest.mark.parametrize("mask", [["--mask", "{d}/mask.npy"], ["--mask-value", "0"]])
 def test_pca_is_fitted_distributed_and_matches(run_cli, tmp_path, address, data, source, mask):
@@ -285,6 +294,7 @@ def test_merge_accumulators_tree_equals_one_pass() -> None:
 # ----------------------------------------------------------------------------- errors
 
 
+@pytest.mark.slow
 def test_empty_samples_are_named_by_file_index(run_cli, tmp_path, address, data):
     d = data["dir"]
     args = ["reduce", *INPUTS["zarr-shards"](d), "--lengths", d / "lengths0.npy"]
@@ -295,6 +305,7 @@ def test_empty_samples_are_named_by_file_index(run_cli, tmp_path, address, data)
     assert not (tmp_path / "b.npy").exists()
 
 
+@pytest.mark.slow
 def test_empty_samples_found_by_mask_value_on_workers(run_cli, tmp_path, address):
     x = np.ones((30, 4, 2), np.float32)
     x[[3, 17]] = 0.0
@@ -309,6 +320,7 @@ def test_empty_samples_found_by_mask_value_on_workers(run_cli, tmp_path, address
     assert list(tmp_path.iterdir()) == [tmp_path / "x.npy"]
 
 
+@pytest.mark.slow
 def test_bad_mask_values_fail_like_in_process(run_cli, tmp_path, address, data):
     np.save(tmp_path / "m.npy", np.full((N, T), 2, np.int8))
     d = data["dir"]
@@ -325,7 +337,7 @@ def test_usage_errors(run_cli, tmp_path, data):
     result = run_cli(["reduce", x, "--engine", "dask", "--scheduler", "a", "--workers", "2"])
     assert result.exit_code == 2 and "not both" in result.stderr
     result = run_cli(["reduce", "-", "--engine", "dask", "-o", tmp_path / "o.npy"],
-                     input=_npy_bytes())  # fmt: skip
+                     input=npy_bytes(np.ones((2, 3, 4), np.float32)))  # fmt: skip
     assert result.exit_code == 2 and "not standard input" in result.stderr
 
 
@@ -393,14 +405,6 @@ def test_unreachable_scheduler_is_one_line(run_cli, tmp_path, data, monkeypatch)
     assert result.exit_code == 2
     assert "Error: cannot reach the dask scheduler at tcp://127.0.0.1:9" in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2  # the padding warning, one error
-
-
-def _npy_bytes() -> bytes:
-    import io as stdio
-
-    buf = stdio.BytesIO()
-    np.save(buf, np.ones((2, 3, 4), np.float32))
-    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- local engines

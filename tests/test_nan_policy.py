@@ -8,13 +8,13 @@ number, not NaN.
 
 from __future__ import annotations
 
-import io
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pytest
+from helpers import load_npy_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -269,10 +269,6 @@ def nan_batch(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
-def npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data))
-
-
 @pytest.mark.parametrize(
     "command",
     [
@@ -354,7 +350,7 @@ def test_cli_omit_matches_the_library(run_cli, nan_batch):
             ]
         )
         assert result.exit_code == 0, result.stderr
-        got = npy(result.stdout_bytes)
+        got = load_npy_bytes(result.stdout_bytes)
         assert not np.isnan(got).any()
         np.testing.assert_array_equal(got, want)
 
@@ -376,5 +372,5 @@ def test_cli_omit_names_emptied_samples_by_file_index(run_cli, tmp_path):
 def test_cli_propagate_is_the_default(run_cli, nan_batch):
     args = ["reduce", nan_batch["x"], "-s", "mean", "--lengths", nan_batch["lengths"]]
     result = run_cli([*args, "--empty", "zero", "-o", "-"])
-    got = npy(result.stdout_bytes)
+    got = load_npy_bytes(result.stdout_bytes)
     assert np.isnan(got).any(axis=1).nonzero()[0].tolist() == [3, 17, 35]

@@ -6,8 +6,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import subprocess
-import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import lstmshape, npy_header, peak_rss
 
 from lstmshape import api, blocks, gather, io, readers
 from lstmshape.masks import MaskSpec, Validity, build_validity
@@ -541,6 +540,7 @@ def test_cli_streams_into_outputs_larger_than_one_block(tmp_path: Path, run_cli)
             np.testing.assert_allclose(io.load(str(out)), expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_peak_rss_stays_below_the_input_size(tmp_path: Path) -> None:
     """A 256 MiB input reduced with 4 MiB blocks: a whole-file load (or a memory map that the
     kernel touches) would hold 256 MiB; the streamed run stays far below."""
@@ -548,9 +548,7 @@ def test_peak_rss_stays_below_the_input_size(tmp_path: Path) -> None:
     path = tmp_path / "big.npy"
     block = np.random.default_rng(14).standard_normal((64, t, f)).astype(np.float32)
     with path.open("wb") as fh:
-        np.lib.format.write_array_header_1_0(
-            fh, {"descr": "<f4", "fortran_order": False, "shape": (n, t, f)}
-        )
+        fh.write(npy_header((n, t, f)))
         for _ in range(n // 64):
             fh.write(block.tobytes())
     size_mb = path.stat().st_size / 2**20
@@ -560,46 +558,12 @@ def test_peak_rss_stays_below_the_input_size(tmp_path: Path) -> None:
         ["--strategy", "max"],
     ]
     for extra in runs:
-        peak_mb = _peak_rss_mb(
-            [
-                sys.executable,
-                "-m",
-                "lstmshape",
-                "reduce",
-                path,
-                *extra,
-                "--chunk-mb",
-                "4",
-                "-o",
-                tmp_path / "out.npy",
-                "--force",
-                "-q",
-            ]
+        args = lstmshape(
+            "reduce", path, *extra, "--chunk-mb", "4", "-o", tmp_path / "out.npy", "--force", "-q"
         )
+        code, err, rss = peak_rss(args)
+        assert code == 0, err
+        peak_mb = rss / 2**20
         assert peak_mb < size_mb / 2, f"peak RSS {peak_mb:.0f} MiB for a {size_mb:.0f} MiB input"
     out = np.load(tmp_path / "out.npy")
     np.testing.assert_array_equal(out[:64], block.max(axis=1))
-
-
-# A direct child's ru_maxrss starts at the parent's resident set (fork copies it, and exec
-# keeps the high-water mark), so a small launcher forks the measured process and reports it.
-_LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(usage.ru_maxrss)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def _peak_rss_mb(args: list) -> float:
-    """Peak resident set of a command, in MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    if not hasattr(os, "wait4") or not hasattr(os, "fork"):
-        pytest.skip("os.fork and os.wait4 are needed to read a child's peak RSS")
-    launch = [sys.executable, "-c", _LAUNCHER, *(str(a) for a in args)]
-    done = subprocess.run(launch, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    scale = 1 / 1024 if sys.platform == "darwin" else 1
-    return int(done.stdout.split()[-1]) * scale / 1024
