@@ -109,7 +109,7 @@ def execute(
     _check_outputs(job, target, request, inputs)
     for message in job.warnings:
         warn(message)
-    provenance = {"source": str(job.input_ref), "operation": job.plan.operation}
+    provenance: dict[str, Any] = {"source": str(job.input_ref), "operation": job.plan.operation}
     provenance["options"] = summary.options
     with engines.open_engine(request) as engine:
         plan = job.plan if job.plan.pca is None else _fit_pca(job, request, engine, progress)
