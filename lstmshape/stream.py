@@ -54,8 +54,8 @@ import numpy.typing as npt
 
 from lstmshape.api import Plan, as_ntf
 from lstmshape.errors import InputError
+from lstmshape.io.blocks import Joined, Reader, aligned_buffer
 from lstmshape.masks import Layout, Validity, describe_empty, mask_from_value
-from lstmshape.readers import Joined, Reader, aligned_buffer
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 

@@ -16,7 +16,12 @@ import h5py
 import numpy as np
 import pytest
 
-from lstmshape import api, io, readers, stream
+from lstmshape import api, io, stream
+from lstmshape.errors import InputError
+from lstmshape.io.blocks import Reader
+from lstmshape.io.h5_readers import ChunkedFile
+from lstmshape.io.npy import FileArray
+from lstmshape.io.npz import ZipStream
 from lstmshape.masks import Validity, build_validity
 from lstmshape.strategies.project import PcaAccumulator
 from lstmshape.stream import MaskSpec, run_plan
@@ -263,7 +268,7 @@ def _full_read(plan: api.Plan) -> api.Plan:
 class NoBlocks:
     """Wraps a reader; block reads fail, so only the row path can have run."""
 
-    def __init__(self, reader: readers.Reader) -> None:
+    def __init__(self, reader: Reader) -> None:
         self._reader = reader
         self.rows = 0
 
@@ -355,7 +360,7 @@ def test_unwritten_chunks_read_as_the_fill_value(tmp_path: Path) -> None:
         dset[2:4] = 1.0
         expected = dset[()]
     with io.open_array(str(path)) as source:
-        assert isinstance(source.reader, readers.ChunkedFile)
+        assert isinstance(source.reader, ChunkedFile)
         out = np.empty((N, T, F), np.float32)
         source.reader.read_into(0, N, 0, out)
         np.testing.assert_array_equal(out, expected)
@@ -377,7 +382,7 @@ def test_whole_sample_chunks_read_in_place(tmp_path: Path, in_order: bool) -> No
             dset[lo : lo + 3] = x[lo : lo + 3]
     with io.open_array(str(path)) as source:
         reader = source.reader
-        assert isinstance(reader, readers.ChunkedFile)
+        assert isinstance(reader, ChunkedFile)
         assert (reader.contiguous is not None) == in_order
         assert reader.maps == in_order
         for start, stop in [(0, 7), (1, 5), (6, 7)]:
@@ -399,7 +404,7 @@ def test_deflated_member_reads_backwards_and_time_major(tmp_path: Path) -> None:
     x = _data(10)
     ref = _write(x, "npz-deflated", tmp_path / "in")
     with io.open_array(ref) as source:
-        assert isinstance(source.reader, readers.ZipStream)
+        assert isinstance(source.reader, ZipStream)
         np.testing.assert_array_equal(source.read(4, 6), x[4:6])
         np.testing.assert_array_equal(source.read(1, 2), x[1:2])  # reopens the member
         np.testing.assert_array_equal(source.read(1, 3, axis=1), x[:, 1:3])  # spills once
@@ -414,10 +419,10 @@ def test_truncated_file_is_an_input_error(tmp_path: Path) -> None:
     with io.open_array(str(path)) as source:
         os.truncate(path, path.stat().st_size - ROW)
         out = np.empty_like(x)
-        with pytest.raises(io.InputError, match="truncated"):
+        with pytest.raises(InputError, match="truncated"):
             source.reader.read_into(0, N, 0, out)
         plan = api.plan_reduce(x.shape, x.dtype, "mean")
-        with pytest.raises(io.InputError, match="truncated"):  # not mapped: no SIGBUS
+        with pytest.raises(InputError, match="truncated"):  # not mapped: no SIGBUS
             run_plan(source, plan, MaskSpec(), ListSink(), chunk_bytes=3 * ROW)
 
 
@@ -433,7 +438,7 @@ def test_cached_blocks_are_mapped_and_released(tmp_path: Path) -> None:
             reader.unmap_block(start, stop, axis)
             np.testing.assert_array_equal(block, np.take(x, range(start, stop), axis=axis))
     os.truncate(tmp_path / "in.npy", 200)
-    with pytest.raises(io.InputError, match="truncated"), io.open_array(ref) as source:
+    with pytest.raises(InputError, match="truncated"), io.open_array(ref) as source:
         pass
 
 
@@ -505,7 +510,7 @@ def test_stored_member_reads_at_its_offset(tmp_path: Path) -> None:
     with zipfile.ZipFile(ref.split(":")[0]) as zf:
         assert zf.getinfo("x.npy").compress_type == zipfile.ZIP_STORED
     with io.open_array(ref) as source:
-        assert isinstance(source.reader, readers.FileArray)
+        assert isinstance(source.reader, FileArray)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -1,13 +1,7 @@
-"""Zarr directory stores (`.zarr`) as inputs and outputs, through the zarr library.
+"""Zarr outputs: checked, then written atomically per array.
 
-A reference is `PATH.zarr` (the store's root array, or its only array) or `PATH.zarr:KEY`
-(an array in the store's group tree, `/lstm/output` or `lstm/output`). `lstmshape.io`
-hands every `.zarr` path to this module, which gives the same objects as the other
-formats: `ZarrSource` reads like `io.ArraySource`, `ZarrSink` writes like `io.ArraySink`,
-`list_arrays` returns `io.ArrayInfo` entries (format "zarr").
-
-Writing is atomic per array: the array is written into a temporary directory store beside
-the target and published with one directory rename when the sink commits.
+The array is written into a temporary directory store beside the target and published with
+one directory rename when the sink commits.
 
 - A new store (or one replaced under `--force`) appears whole: the old store is renamed
   aside, the new one renamed in, then the old one deleted. A crash between those two
@@ -23,9 +17,6 @@ the target and published with one directory rename when the sink commits.
 Outputs are written in the Zarr v3 format unless the group they are added to is v2, chunked
 along the axis the blocks come in (one chunk per block), and carry the same provenance
 attributes as `.h5` outputs: `source`, `operation`, `options` (JSON) and `version`.
-
-This is the only module that imports zarr, and `lstmshape.io` imports it only for `.zarr`
-paths.
 """
 
 from __future__ import annotations
@@ -45,259 +36,26 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError, OutputError
-from lstmshape.io import (
-    ArrayInfo,
-    ArraySink,
-    ArraySource,
-    RefLike,
-    _fsync_dir,
-    _provenance_attrs,
+from lstmshape.io.atomic import _fsync_dir
+from lstmshape.io.base import RefLike
+from lstmshape.io.sink import ArraySink
+from lstmshape.io.zarr import (
+    _as_ref,
+    _display_key,
+    _find_array,
+    _is_array,
+    _node_path,
+    _one_line,
+    _open_root,
+    _path_key,
+    _store_kind,
+    _zarr,
+    is_zarr_ref,
 )
-from lstmshape.refs import ArrayRef, parse_ref
+from lstmshape.refs import ArrayRef
 
-__all__ = [
-    "SUFFIX",
-    "ZarrSink",
-    "ZarrSource",
-    "check_output",
-    "is_zarr_ref",
-    "list_arrays",
-    "open_array",
-    "open_sink",
-]
-
-SUFFIX = ".zarr"
-_MAX_LISTED = 20
 #: Largest chunk a sink makes (bytes); bigger blocks are split into several chunks.
 MAX_CHUNK_BYTES = 16 * 2**20
-
-
-def _zarr() -> Any:
-    import zarr
-
-    return zarr
-
-
-def is_zarr_ref(ref: RefLike) -> bool:
-    """True for a `.zarr` path (any case), with or without KEY."""
-    r = ref if isinstance(ref, ArrayRef) else parse_ref(ref)
-    return not r.is_stdio and r.suffix == SUFFIX
-
-
-def _as_ref(ref: RefLike) -> ArrayRef:
-    return ref if isinstance(ref, ArrayRef) else parse_ref(ref)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_MAX_LISTED])
-    more = len(names) - _MAX_LISTED
-    return f"{shown}, … ({more} more)" if more > 0 else shown
-
-
-def _path_key(key: str | None) -> str:
-    """A KEY as a zarr node path: `/a/b` -> `a/b`; None, `/` and `` -> `` (the root)."""
-    return "" if key is None else key.strip("/")
-
-
-def _display_key(path: str) -> str | None:
-    """A zarr node path as lstmshape shows KEYs: `a/b` -> `/a/b`; the root -> None."""
-    return "/" + path if path else None
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-def _store_kind(path: Path) -> str:
-    """'absent', 'file', 'empty' (an empty directory), 'zarr' or 'foreign' (another dir)."""
-    if not (path.exists() or path.is_symlink()):
-        return "absent"
-    if not path.is_dir():
-        return "file"
-    names = {p.name for p in path.iterdir()}
-    if not names:
-        return "empty"
-    if names & {"zarr.json", ".zgroup", ".zarray"}:
-        return "zarr"
-    return "foreign"
-
-
-def _open_root(path: str) -> Any:
-    """The store's root node (an Array or a Group), read-only."""
-    kind = _store_kind(Path(path))
-    if kind == "absent":
-        raise InputError(f"{path} does not exist")
-    if kind == "file":
-        raise InputError(f"{path} is a file, not a Zarr directory store")
-    if kind in ("empty", "foreign"):
-        raise InputError(f"{path} is not a Zarr store (no zarr.json, .zgroup or .zarray)")
-    zarr = _zarr()
-    try:
-        return zarr.open(store=path, mode="r")
-    except Exception as exc:  # zarr raises many types for damaged metadata
-        raise InputError(f"cannot open {path} as a Zarr store: {_one_line(exc)}") from None
-
-
-def _is_array(node: Any) -> bool:
-    return isinstance(node, _zarr().Array)
-
-
-def _node_path(node: Any) -> str:
-    return str(node.path).strip("/")
-
-
-def _arrays_under(group: Any) -> list[Any]:
-    """Every array in `group`'s tree, sorted by path."""
-    try:
-        members = list(group.members(max_depth=None))
-    except Exception as exc:
-        raise InputError(f"cannot list {group.store_path}: {_one_line(exc)}") from None
-    arrays = [node for _name, node in members if _is_array(node)]
-    return sorted(arrays, key=_node_path)
-
-
-def _np_dtype(array: Any) -> np.dtype[Any]:
-    return np.dtype(array.dtype)
-
-
-def _is_candidate(array: Any) -> bool:
-    dtype = _np_dtype(array)
-    return not (dtype.hasobject or dtype.kind == "T")
-
-
-def _refuse_objects(where: str, array: Any) -> None:
-    if not _is_candidate(array):
-        raise InputError(f"{where} holds Python objects or variable-length strings; refusing")
-
-
-def _compression(array: Any) -> str | None:
-    try:
-        codecs = [type(c).__name__ for c in (array.compressors or ())]
-    except Exception:
-        return None
-    return ",".join(codecs) or None
-
-
-def _attrs(array: Any) -> dict[str, Any]:
-    try:
-        return dict(array.attrs.asdict())
-    except Exception:
-        return {}
-
-
-def _info(store: str, array: Any) -> ArrayInfo:
-    return ArrayInfo(
-        ArrayRef(store, _display_key(_node_path(array))),
-        tuple(int(s) for s in array.shape),
-        _np_dtype(array),
-        "zarr",  # type: ignore[arg-type]
-        chunks=tuple(int(c) for c in array.chunks),
-        compression=_compression(array),
-        attrs=_attrs(array),
-    )
-
-
-def _get_node(root: Any, ref: ArrayRef, key: str) -> Any:
-    """The node at `key` in the root group, or an InputError listing the arrays."""
-    try:
-        return root[key]
-    except KeyError:
-        names = [str(_display_key(_node_path(a))) for a in _arrays_under(root)]
-        holds = f"it holds: {_listing(names)}" if names else "it holds no arrays"
-        raise InputError(f"{ref.path} has no array {_display_key(key)!r}; {holds}") from None
-    except Exception as exc:
-        raise InputError(f"cannot read {ref.path}:{_display_key(key)}: {_one_line(exc)}") from None
-
-
-def _find_array(ref: ArrayRef) -> Any:
-    """The array `ref` names: its KEY, the root array, or the only array in the tree."""
-    root = _open_root(ref.path)
-    key = _path_key(ref.key)
-    if not key:
-        if _is_array(root):
-            _refuse_objects(ref.path, root)
-            return root
-        candidates = [a for a in _arrays_under(root) if _is_candidate(a)]
-        names = [str(_display_key(_node_path(a))) for a in candidates]
-        if len(candidates) == 1:
-            return candidates[0]
-        if not candidates:
-            raise InputError(f"{ref.path} holds no arrays")
-        raise InputError(
-            f"{ref.path} holds {len(names)} arrays; name one as {ref.path}:KEY: {_listing(names)}"
-        )
-    if _is_array(root):
-        raise InputError(f"{ref.path} holds a single array, not a group; drop ':{ref.key}'")
-    node = _get_node(root, ref, key)
-    where = f"{ref.path}:{_display_key(key)}"
-    if not _is_array(node):
-        names = [str(_display_key(_node_path(a))) for a in _arrays_under(node)]
-        inside = f"name an array in it: {_listing(names)}" if names else "it holds no arrays"
-        raise InputError(f"{where} is a group, not an array; {inside}")
-    _refuse_objects(where, node)
-    return node
-
-
-class ZarrSource(ArraySource):
-    """An open Zarr array: `io.ArraySource` reading through the zarr Array by slicing.
-
-    `array` is the zarr Array itself (for `dask.array.from_zarr`).
-    """
-
-    def __init__(self, info: ArrayInfo, array: Any) -> None:
-        super().__init__(info, array)
-
-    @property
-    def array(self) -> Any:
-        if self._data is None:
-            raise ValueError(f"{self.info.ref} is closed")
-        return self._data
-
-    def read_all(self) -> np.ndarray:
-        return self._get(...)
-
-    def _get(self, selection: Any) -> np.ndarray:
-        array = self.array
-        try:
-            return np.asarray(array[...] if not self.shape else array[selection])
-        except Exception as exc:  # a missing or damaged chunk, a vanished store
-            raise InputError(f"cannot read {self.info.ref}: {_one_line(exc)}") from None
-
-    def __repr__(self) -> str:
-        return f"<ZarrSource {self.info.ref} {self.shape} {self.dtype}>"
-
-
-def open_array(ref: RefLike) -> ZarrSource:
-    """Open one array of a `.zarr` store for reading (`PATH.zarr` or `PATH.zarr:KEY`).
-
-    >>> import tempfile, pathlib; d = pathlib.Path(tempfile.mkdtemp())
-    >>> with open_sink(f"{d}/x.zarr:/lstm/out", (3, 2), "f4") as sink:
-    ...     sink.write(0, np.arange(6).reshape(3, 2))
-    >>> with open_array(f"{d}/x.zarr") as src: src.info.ref.key, src.read(1, 2).tolist()
-    ('/lstm/out', [[2.0, 3.0]])
-    """
-    ref = _as_ref(ref)
-    array = _find_array(ref)
-    return ZarrSource(_info(ref.path, array), array)
-
-
-def list_arrays(ref: RefLike) -> list[ArrayInfo]:
-    """Every candidate array in the store (or under KEY when it names a group), by path."""
-    ref = _as_ref(ref)
-    root = _open_root(ref.path)
-    key = _path_key(ref.key)
-    if _is_array(root):
-        return [_info(ref.path, _find_array(ref))]
-    node = root if not key else _get_node(root, ref, key)
-    if _is_array(node):
-        return [_info(ref.path, _find_array(ref))]
-    return [_info(ref.path, a) for a in _arrays_under(node) if _is_candidate(a)]
-
-
-# ----------------------------------------------------------------------------- output checks
 
 
 @dataclass(frozen=True)
@@ -354,7 +112,7 @@ def _key_state(root: Any, key: str) -> str:
     return "array" if _is_array(node) else "group"
 
 
-def _plan_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) -> _ZarrPlan:
+def _plan_zarr_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) -> _ZarrPlan:
     store = Path(ref.path)
     parent = store.parent
     if not parent.exists():
@@ -393,19 +151,6 @@ def _plan_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) -> _Z
         raise InputError(f"{out} exists; use --force to overwrite")
     fmt = int(getattr(root.metadata, "zarr_format", 3))
     return _ZarrPlan(out, store, key, "add", replace_existing=state == "array", zarr_format=fmt)
-
-
-def check_output(ref: RefLike, *, force: bool = False, inputs: Iterable[RefLike] = ()) -> None:
-    """Refuse a `.zarr` output before any work is done (the rules of `io.check_output`).
-
-    A new KEY in an existing group store needs no `force`; an existing KEY, an existing
-    store written without KEY, or a store whose root is an array written with a KEY does.
-    A directory that is not a Zarr store is never replaced.
-    """
-    _plan_output(_as_ref(ref), force=force, inputs=inputs)
-
-
-# ----------------------------------------------------------------------------- writing
 
 
 def _chunk_extent(shape: tuple[int, ...], itemsize: int, axis: int, extent: int) -> int:
@@ -586,28 +331,3 @@ def _new_dir_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o777 & ~mask
-
-
-def open_sink(
-    ref: RefLike,
-    shape: tuple[int, ...],
-    dtype: npt.DTypeLike,
-    *,
-    force: bool = False,
-    inputs: Iterable[RefLike] = (),
-    provenance: Mapping[str, Any] | None = None,
-    chunks: tuple[int, ...] | None = None,
-) -> ZarrSink:
-    """Open a `.zarr` output for block-wise writing (the arguments of `io.open_sink`).
-
-    Without KEY the store's root is the array; with KEY the store is a group and the array
-    sits at KEY. `chunks` overrides the one-chunk-per-block default.
-    """
-    ref = _as_ref(ref)
-    dt = np.dtype(dtype)
-    if dt.hasobject:
-        raise InputError(f"cannot write {ref}: Python objects are never stored")
-    inputs = list(inputs)
-    plan = _plan_output(ref, force=force, inputs=inputs)
-    shape = tuple(int(s) for s in shape)
-    return ZarrSink(plan, shape, dt, _provenance_attrs(inputs, provenance), chunks=chunks)
