@@ -52,12 +52,13 @@ class _OutputPlan:
     replace: bool  # whether publishing may replace an existing file
 
 
-def _new_file_mode() -> int:
-    """0o666 minus the umask: the mode open() would give (mkstemp makes 0o600)."""
+def _new_mode(full: int) -> int:
+    """`full` minus the umask: the mode open() (0o666) or mkdir (0o777) would give a new file
+    or directory (mkstemp and mkdtemp make 0o600 and 0o700)."""
     # Reading the umask means setting it; the window is one call long.
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return full & ~mask
 
 
 def _fsync_file(path: Path) -> None:
@@ -290,7 +291,7 @@ class _FileSink(ArraySink):
             if plan.replace and self._path.exists():
                 shutil.copymode(self._path, self._tmp)  # a replaced file keeps its permissions
             else:
-                self._tmp.chmod(_new_file_mode())
+                self._tmp.chmod(_new_mode(0o666))
             _fsync_file(self._tmp)
             # Unlock it before it takes the target's name: HDF5 readers take a shared lock
             # on what they open. No cleaner can remove it meanwhile (we hold the target lock).

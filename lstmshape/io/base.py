@@ -3,8 +3,9 @@ messages and refusals.
 
 `ArrayInfo` describes a stored array from its headers alone; `ArraySource` is an open one,
 read in blocks along an axis. The helpers put a reference, a listing or an exception into
-the one-line form of the error contract, and hold the refusals every format applies alike
-(pickled data, a missing or ambiguous KEY, a missing input file, an unsupported suffix).
+the one-line form of the error contract, and hold the refusals every format applies alike:
+for inputs, pickled data, a missing or ambiguous KEY, a missing file, an unsupported suffix;
+for outputs, a missing directory, Python objects, and an output that is one of the inputs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -162,12 +163,44 @@ def _check_input_file(path: str) -> None:
         raise InputError(f"{path} is empty")
 
 
+# ----------------------------------------------------------------------------- output rules
+
+
 def _same_file(a: str, b: str) -> bool:
     """True when both paths name one file (any spelling, symlink or hard link)."""
     try:
         return Path(a).samefile(b)
     except OSError:
         return False
+
+
+def _refuse_input_as_output(
+    ref: ArrayRef, inputs: Iterable[RefLike], *, other_array: Callable[[ArrayRef], bool]
+) -> None:
+    """Refuse an output that is one of `inputs` (any spelling, symlink or hard link), unless
+    `other_array(input)` says the input is another array of the same container: each format
+    rewrites a container through a copy, so its other arrays stay readable."""
+    for raw in inputs:
+        inp = _as_ref(raw)
+        if inp.is_stdio or not _same_file(inp.path, ref.path) or other_array(inp):
+            continue
+        raise InputError(f"cannot write {ref}: it is the input {inp}; choose another output")
+
+
+def _check_output_dir(ref: ArrayRef) -> Path:
+    """The output's path, refused when the directory it goes into is missing."""
+    target = Path(ref.path)
+    parent = target.parent
+    if not parent.exists():
+        raise InputError(f"cannot write {ref.path}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise InputError(f"cannot write {ref.path}: {parent} is not a directory")
+    return target
+
+
+def _refuse_object_output(ref: ArrayRef, dtype: np.dtype[Any]) -> None:
+    if dtype.hasobject:
+        raise InputError(f"cannot write {ref}: Python objects are never stored")
 
 
 def memory_limit() -> int:

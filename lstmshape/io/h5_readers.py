@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lstmshape.errors import InputError
+from lstmshape.io.base import _one_line
 from lstmshape.io.blocks import Array, IndexArray, Reader, _bytes_of, aligned_buffer
 from lstmshape.io.npy import FileArray
 from lstmshape.io.preads import _FileHandle, _pread_exact, scatter_reads
@@ -303,7 +304,7 @@ class H5Direct:
         try:
             self._dset.read_direct(out, source_sel=selection)
         except (OSError, ValueError, TypeError) as exc:
-            raise InputError(f"cannot read {self.where}: {' '.join(str(exc).split())}") from None
+            raise InputError(f"cannot read {self.where}: {_one_line(exc)}") from None
 
     def read_rows(self, rows: IndexArray, out: Array) -> None:
         lead = np.unravel_index(rows.astype(np.int64), self.shape[:-1])

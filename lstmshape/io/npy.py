@@ -192,9 +192,15 @@ class FileArray:
 
 
 class _NpySink(_FileSink):
+    """Writes the .npy stream, blocks at their offsets, into the temporary file (or the
+    file `_npy_file` names, for sinks that build something else from it)."""
+
     def _start(self) -> None:
-        self._fh: BinaryIO | None = self._tmp.open("r+b")
+        self._fh: BinaryIO | None = self._npy_file().open("r+b")
         self._writer = _NpyWriter(self._fh, self.shape, self.dtype)
+
+    def _npy_file(self) -> Path:
+        return self._tmp
 
     def _write(self, start: int, block: np.ndarray, axis: int) -> None:
         self._writer.write(start, block, axis)

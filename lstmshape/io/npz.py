@@ -9,15 +9,16 @@ from __future__ import annotations
 import math
 import shutil
 import struct
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from lstmshape.errors import InputError
-from lstmshape.io.atomic import _FileSink, _OutputPlan
+from lstmshape.io.atomic import _OutputPlan
 from lstmshape.io.base import (
     _COPY_BUFFER,
     ArrayInfo,
@@ -30,12 +31,11 @@ from lstmshape.io.base import (
     memory_limit,
 )
 from lstmshape.io.blocks import Array, IndexArray, InMemory, Reader, _bytes_of
-from lstmshape.io.npy import FileArray, _file_reader
+from lstmshape.io.npy import FileArray, _file_reader, _NpySink
 from lstmshape.io.npyformat import (
     _PARSE_ERRORS,
     _check_length,
     _NpyHeader,
-    _NpyWriter,
     _read_npy_header,
 )
 from lstmshape.refs import ArrayRef
@@ -182,7 +182,7 @@ def _npz_member(key: str) -> str:
     return f"{key}.npy"
 
 
-class _NpzSink(_FileSink):
+class _NpzSink(_NpySink):
     """Stages the array as .npy in a scratch file, then builds the archive on commit.
 
     The scratch file lets blocks land anywhere (a zip member is a one-way stream); the
@@ -190,13 +190,9 @@ class _NpzSink(_FileSink):
     `extras`.
     """
 
-    def _start(self) -> None:
+    def _npy_file(self) -> Path:
         self._scratch: Path | None = self._make_temp(".part")
-        self._fh: BinaryIO | None = self._scratch.open("r+b")
-        self._writer = _NpyWriter(self._fh, self.shape, self.dtype)
-
-    def _write(self, start: int, block: np.ndarray, axis: int) -> None:
-        self._writer.write(start, block, axis)
+        return self._scratch
 
     def _seal(self, plan: _OutputPlan) -> None:
         assert self._fh is not None and self.target.key is not None
@@ -214,9 +210,7 @@ class _NpzSink(_FileSink):
         self._close_file()
 
     def _close_file(self) -> None:
-        fh, self._fh = getattr(self, "_fh", None), None
-        if fh is not None:
-            fh.close()
+        super()._close_file()
         scratch, self._scratch = getattr(self, "_scratch", None), None
         if scratch is not None:
             self._drop_temp(scratch)
@@ -311,14 +305,11 @@ class ZipStream:
             self._fill(_bytes_of(out))
             self._pos = stop * inner
         except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as exc:
-            raise InputError(f"cannot read {self.where}: {exc}") from None
+            raise InputError(f"cannot read {self.where}: {_one_line(exc)}") from None
 
     def _spilled(self) -> FileArray:
         """The member decompressed once into a temporary file, read like a .npy file."""
         if self._spill is None:
-            import shutil
-            import tempfile
-
             self._open()
             spill = tempfile.NamedTemporaryFile(prefix="lstmshape-", suffix=".npy")
             shutil.copyfileobj(self._stream, spill, 1 << 22)

@@ -1,6 +1,7 @@
 """Output checks, before any work and again at commit: where an output goes, whether it may be
-written, and how (`_plan_output` -> `_OutputPlan`); `check_output` runs them for callers.
-Also the default name of an output (`default_output_path`).
+written, and how (`_plan_output` -> `_OutputPlan` for files, `_plan_zarr_output` ->
+`_ZarrPlan` for `.zarr` stores); `check_output` runs them for callers. Also the default name
+of an output (`default_output_path`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,6 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
-from typing import Any
-
-import numpy as np
 
 from lstmshape.errors import InputError
 from lstmshape.io.atomic import _OutputPlan
@@ -20,15 +18,26 @@ from lstmshape.io.base import (
     Format,
     RefLike,
     _as_ref,
+    _check_output_dir,
     _format_of,
     _is_zarr,
     _normalize_key,
-    _same_file,
+    _refuse_input_as_output,
 )
 from lstmshape.io.h5_sink import _h5_key_state
 from lstmshape.io.npz import _npz_key_state
 from lstmshape.io.reading import list_arrays
-from lstmshape.io.zarr_sink import _plan_zarr_output
+from lstmshape.io.zarr import (
+    _display_key,
+    _find_array,
+    _is_array,
+    _node_path,
+    _open_root,
+    _path_key,
+    _store_kind,
+    _zarr_key_state,
+)
+from lstmshape.io.zarr_sink import _ZarrPlan
 from lstmshape.refs import ArrayRef
 
 #: The KEY an output gets when none is given.
@@ -46,26 +55,19 @@ def _input_key(inp: ArrayRef, fmt: Format) -> str | None:
     return _normalize_key(fmt, infos[0].ref.key) if len(infos) == 1 else None
 
 
-def _refuse_input_as_output(ref: ArrayRef, fmt: Format, inputs: Iterable[RefLike]) -> None:
+def _other_key(ref: ArrayRef, fmt: Format) -> Callable[[ArrayRef], bool]:
+    """Whether an input that is the output's file names another KEY of the container."""
     out_key = _normalize_key(fmt, ref.key)
-    for raw in inputs:
-        inp = _as_ref(raw)
-        if inp.is_stdio or not _same_file(inp.path, ref.path):
-            continue
+
+    def other(inp: ArrayRef) -> bool:
         in_key = _input_key(inp, fmt)
-        # Another KEY of the same container is safe: the file is rewritten via a copy.
-        if fmt != "npy" and in_key is not None and out_key is not None and in_key != out_key:
-            continue
-        raise InputError(f"cannot write {ref}: it is the input {inp}; choose another output")
+        return fmt != "npy" and in_key is not None and out_key is not None and in_key != out_key
+
+    return other
 
 
 def _check_target_path(ref: ArrayRef) -> Path:
-    target = Path(ref.path)
-    parent = target.parent
-    if not parent.exists():
-        raise InputError(f"cannot write {ref.path}: directory {parent} does not exist")
-    if not parent.is_dir():
-        raise InputError(f"cannot write {ref.path}: {parent} is not a directory")
+    target = _check_output_dir(ref)
     if target.is_dir():
         raise InputError(f"cannot write {ref.path}: it is a directory")
     return target
@@ -99,7 +101,7 @@ def _plan_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) -> _O
     target = _check_target_path(ref)
     if fmt != "npy" and ref.key is not None and _normalize_key(fmt, ref.key) in ("/", ""):
         raise InputError(f"cannot write {ref}: KEY must name an array")
-    _refuse_input_as_output(ref, fmt, inputs)
+    _refuse_input_as_output(ref, inputs, other_array=_other_key(ref, fmt))
     named = ref.key is not None
     key = _normalize_key(fmt, ref.key) if named else DEFAULT_KEYS.get(fmt)
     out = ArrayRef(ref.path, key)
@@ -110,6 +112,58 @@ def _plan_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) -> _O
             raise InputError(f"{ref.path} exists; use --force to overwrite")
         return _OutputPlan(out, fmt, None, True)
     return _plan_existing_key(out, fmt, target, force)
+
+
+def _other_zarr_array(key: str) -> Callable[[ArrayRef], bool]:
+    """Whether an input that is the output's store names another array of it (only the
+    output's array is replaced), or is no Zarr store at all."""
+
+    def other(inp: ArrayRef) -> bool:
+        if not _is_zarr(inp):
+            return True
+        try:
+            in_key = _node_path(_find_array(inp))  # '' for a root array
+        except InputError:
+            return False
+        return bool(key and in_key and in_key != key and not in_key.startswith(key + "/"))
+
+    return other
+
+
+def _plan_zarr_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) -> _ZarrPlan:
+    store = _check_output_dir(ref)
+    key = _path_key(ref.key)
+    if ref.key is not None and not key:
+        raise InputError(f"cannot write {ref}: KEY must name an array")
+    out = ArrayRef(ref.path, _display_key(key))
+    _refuse_input_as_output(out, inputs, other_array=_other_zarr_array(key))
+    kind = _store_kind(store)
+    if kind in ("absent", "empty"):
+        return _ZarrPlan(out, store, key, "new", replace_existing=kind == "empty")
+    if kind == "foreign":
+        raise InputError(
+            f"cannot write {ref.path}: it is a directory that is not a Zarr store; "
+            "refusing to replace it"
+        )
+    if kind == "file":
+        if not force:
+            raise InputError(f"{ref.path} exists and is not a Zarr store; use --force to overwrite")
+        return _ZarrPlan(out, store, key, "new", replace_existing=True)
+    root = _open_root(ref.path)
+    if not key or _is_array(root):
+        if not force:
+            what = "" if not key else " (it holds a single array, not a group)"
+            raise InputError(f"{ref.path} exists{what}; use --force to overwrite")
+        return _ZarrPlan(out, store, key, "new", replace_existing=True)
+    state = _zarr_key_state(root, key)
+    if state == "group":
+        raise InputError(f"cannot write {out}: {_display_key(key)} is a group; name an array")
+    if state == "blocked":
+        raise InputError(f"cannot write {out}: a parent of {_display_key(key)} is an array")
+    if state == "array" and not force:
+        raise InputError(f"{out} exists; use --force to overwrite")
+    fmt = int(getattr(root.metadata, "zarr_format", 3))
+    return _ZarrPlan(out, store, key, "add", replace_existing=state == "array", zarr_format=fmt)
 
 
 def check_output(ref: RefLike, *, force: bool = False, inputs: Iterable[RefLike] = ()) -> None:
@@ -159,8 +213,3 @@ def default_output_path(
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or "array"
-
-
-def _refuse_object_output(ref: ArrayRef, dtype: np.dtype[Any]) -> None:
-    if dtype.hasobject:
-        raise InputError(f"cannot write {ref}: Python objects are never stored")

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from lstmshape.errors import InputError
+from lstmshape.io.base import _os_reason
 from lstmshape.io.blocks import IndexArray
 
 # Runs that miss the page cache are read by up to this many threads: a virtual disk serves
@@ -46,7 +47,7 @@ def _pread_exact(fd: int, view: memoryview, offset: int, where: str) -> None:
         try:
             got = _pread_into(fd, view[done:], offset + done)
         except OSError as exc:
-            raise InputError(f"cannot read {where}: {exc.strerror or exc}") from None
+            raise InputError(f"cannot read {where}: {_os_reason(exc)}") from None
         if got == 0:
             raise InputError(f"{where} is truncated: it ended at byte {offset + done}")
         done += got
@@ -162,7 +163,7 @@ class _FileHandle:
                 try:
                     fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
                 except OSError as exc:
-                    raise InputError(f"cannot read {self.path}: {exc.strerror}") from None
+                    raise InputError(f"cannot read {self.path}: {_os_reason(exc)}") from None
                 advice = "POSIX_FADV_RANDOM" if kind == "rows" else "POSIX_FADV_SEQUENTIAL"
                 if hasattr(os, "posix_fadvise"):
                     with contextlib.suppress(OSError):

@@ -11,7 +11,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +19,8 @@ import numpy.typing as npt
 from lstmshape.errors import OutputError
 from lstmshape.io.base import _os_reason
 from lstmshape.refs import ArrayRef
+
+_T = TypeVar("_T")
 
 
 class ArraySink(ABC):
@@ -89,10 +91,10 @@ class ArraySink(ABC):
 
     # -- checks ----------------------------------------------------------------
 
-    def _guarded(self, step: Callable[..., None], *args: Any) -> None:
+    def _guarded(self, step: Callable[..., _T], *args: Any) -> _T:
         """Run a write step; on any failure drop the partial output (OSError -> OutputError)."""
         try:
-            step(*args)
+            return step(*args)
         except OutputError:
             self.abort()
             raise

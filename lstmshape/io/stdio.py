@@ -94,12 +94,14 @@ class _StdoutSink(ArraySink):
         else:
             self._send(_as_bytes(block))
 
-    def _send(self, data: Any) -> None:
+    def _send(self, data: Any, *, flush: bool = False) -> None:
         try:
             if not self._header_sent:
                 self._header_sent = True
                 self._stream.write(_npy_header_bytes(self.shape, self.dtype))
             self._stream.write(data)
+            if flush:
+                self._stream.flush()
         except BrokenPipeError:
             silence_stdout()
             raise StdoutClosedError("standard output was closed before the data ended") from None
@@ -111,12 +113,8 @@ class _StdoutSink(ArraySink):
             while chunk := self._spool.read(_COPY_BUFFER):
                 self._send(chunk)
             self._spool.close()
-        self._send(b"")  # the header alone, when no block came (a zero-size output)
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            silence_stdout()
-            raise StdoutClosedError("standard output was closed before the data ended") from None
+        # The header alone, when no block came (a zero-size output).
+        self._send(b"", flush=True)
 
     def _discard(self) -> None:
         # Bytes already sent cannot be taken back; the reader sees a short stream.

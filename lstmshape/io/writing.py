@@ -13,14 +13,14 @@ import numpy.typing as npt
 
 from lstmshape.errors import InputError
 from lstmshape.io.atomic import _FileSink, _OutputPlan, _provenance_attrs
-from lstmshape.io.base import Format, RefLike, _as_ref, _format_of, _is_zarr
+from lstmshape.io.base import Format, RefLike, _as_ref, _format_of, _is_zarr, _refuse_object_output
 from lstmshape.io.h5_sink import _H5Sink
 from lstmshape.io.npy import _NpySink
 from lstmshape.io.npz import _NpzSink
-from lstmshape.io.outputs import _plan_output, _refuse_object_output
+from lstmshape.io.outputs import _plan_output, _plan_zarr_output
 from lstmshape.io.sink import ArraySink
 from lstmshape.io.stdio import _StdoutSink
-from lstmshape.io.zarr_sink import ZarrSink, _plan_zarr_output
+from lstmshape.io.zarr_sink import ZarrSink
 from lstmshape.refs import ArrayRef
 
 

@@ -16,37 +16,15 @@ from typing import Any
 import numpy as np
 
 from lstmshape.errors import InputError
-from lstmshape.io.base import ArrayInfo, ArraySource, RefLike
-from lstmshape.refs import ArrayRef, parse_ref
-
-SUFFIX = ".zarr"
-_MAX_LISTED = 20
+from lstmshape.io.base import ArrayInfo, ArraySource, RefLike, _as_ref, _listing, _one_line, _pick
+from lstmshape.refs import ArrayRef
 
 
 def _zarr() -> Any:
+    """Import zarr on first use: only `.zarr` paths need it."""
     import zarr
 
     return zarr
-
-
-def is_zarr_ref(ref: RefLike) -> bool:
-    """True for a `.zarr` path (any case), with or without KEY."""
-    r = ref if isinstance(ref, ArrayRef) else parse_ref(ref)
-    return not r.is_stdio and r.suffix == SUFFIX
-
-
-def _as_ref(ref: RefLike) -> ArrayRef:
-    return ref if isinstance(ref, ArrayRef) else parse_ref(ref)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_MAX_LISTED])
-    more = len(names) - _MAX_LISTED
-    return f"{shown}, … ({more} more)" if more > 0 else shown
 
 
 def _path_key(key: str | None) -> str:
@@ -57,6 +35,11 @@ def _path_key(key: str | None) -> str:
 def _display_key(path: str) -> str | None:
     """A zarr node path as lstmshape shows KEYs: `a/b` -> `/a/b`; the root -> None."""
     return "/" + path if path else None
+
+
+def _names(arrays: list[Any]) -> list[str]:
+    """The KEYs of arrays in a group tree, as messages show them."""
+    return [str(_display_key(_node_path(a))) for a in arrays]
 
 
 def _store_kind(path: Path) -> str:
@@ -153,7 +136,7 @@ def _get_node(root: Any, ref: ArrayRef, key: str) -> Any:
     try:
         return root[key]
     except KeyError:
-        names = [str(_display_key(_node_path(a))) for a in _arrays_under(root)]
+        names = _names(_arrays_under(root))
         holds = f"it holds: {_listing(names)}" if names else "it holds no arrays"
         raise InputError(f"{ref.path} has no array {_display_key(key)!r}; {holds}") from None
     except Exception as exc:
@@ -169,24 +152,32 @@ def _find_array(ref: ArrayRef) -> Any:
             _refuse_objects(ref.path, root)
             return root
         candidates = [a for a in _arrays_under(root) if _is_candidate(a)]
-        names = [str(_display_key(_node_path(a))) for a in candidates]
-        if len(candidates) == 1:
-            return candidates[0]
-        if not candidates:
-            raise InputError(f"{ref.path} holds no arrays")
-        raise InputError(
-            f"{ref.path} holds {len(names)} arrays; name one as {ref.path}:KEY: {_listing(names)}"
-        )
+        names = _names(candidates)
+        return candidates[names.index(_pick(ref.path, None, names))]
     if _is_array(root):
         raise InputError(f"{ref.path} holds a single array, not a group; drop ':{ref.key}'")
     node = _get_node(root, ref, key)
     where = f"{ref.path}:{_display_key(key)}"
     if not _is_array(node):
-        names = [str(_display_key(_node_path(a))) for a in _arrays_under(node)]
+        names = _names(_arrays_under(node))
         inside = f"name an array in it: {_listing(names)}" if names else "it holds no arrays"
         raise InputError(f"{where} is a group, not an array; {inside}")
     _refuse_objects(where, node)
     return node
+
+
+def _zarr_key_state(root: Any, key: str) -> str:
+    """'absent', 'array', 'group' or 'blocked' (a parent of key is an array)."""
+    parts = key.split("/")
+    node = root
+    for depth, part in enumerate(parts):
+        try:
+            node = node[part]
+        except KeyError:
+            return "absent"
+        if depth < len(parts) - 1 and _is_array(node):
+            return "blocked"
+    return "array" if _is_array(node) else "group"
 
 
 class ZarrSource(ArraySource):

@@ -1,4 +1,4 @@
-"""Zarr outputs: checked, then written atomically per array.
+"""Zarr outputs, written atomically per array (checked and planned by `outputs`).
 
 The array is written into a temporary directory store beside the target and published with
 one directory rename when the sink commits.
@@ -22,12 +22,12 @@ attributes as `.h5` outputs: `source`, `operation`, `options` (JSON) and `versio
 from __future__ import annotations
 
 import contextlib
+import json
 import math
-import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,22 +35,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lstmshape.errors import InputError, OutputError
-from lstmshape.io.atomic import _fsync_dir
-from lstmshape.io.base import RefLike
+from lstmshape.errors import InputError
+from lstmshape.io.atomic import _fsync_dir, _new_mode
 from lstmshape.io.sink import ArraySink
 from lstmshape.io.zarr import (
-    _as_ref,
-    _display_key,
-    _find_array,
-    _is_array,
-    _node_path,
-    _one_line,
-    _open_root,
-    _path_key,
-    _store_kind,
     _zarr,
-    is_zarr_ref,
 )
 from lstmshape.refs import ArrayRef
 
@@ -69,88 +58,6 @@ class _ZarrPlan:
     mode: str
     replace_existing: bool  # the target (store or array) exists and is replaced
     zarr_format: int = 3
-
-
-def _same_path(a: str, b: str) -> bool:
-    try:
-        return Path(a).samefile(b)
-    except OSError:
-        return False
-
-
-def _input_key(inp: ArrayRef) -> str | None:
-    """The node path an input names ('' for a root array); None when it cannot be told."""
-    try:
-        return _node_path(_find_array(inp))
-    except InputError:
-        return None
-
-
-def _refuse_input_as_output(ref: ArrayRef, key: str, inputs: Iterable[RefLike]) -> None:
-    for raw in inputs:
-        inp = _as_ref(raw)
-        if inp.is_stdio or not is_zarr_ref(inp) or not _same_path(inp.path, ref.path):
-            continue
-        in_key = _input_key(inp)
-        # Another KEY of the same group store is safe: only the output's array is replaced.
-        if key and in_key and in_key != key and not in_key.startswith(key + "/"):
-            continue
-        raise InputError(f"cannot write {ref}: it is the input {inp}; choose another output")
-
-
-def _key_state(root: Any, key: str) -> str:
-    """'absent', 'array', 'group' or 'blocked' (a parent of key is an array)."""
-    parts = key.split("/")
-    node = root
-    for depth, part in enumerate(parts):
-        try:
-            node = node[part]
-        except KeyError:
-            return "absent"
-        if depth < len(parts) - 1 and _is_array(node):
-            return "blocked"
-    return "array" if _is_array(node) else "group"
-
-
-def _plan_zarr_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) -> _ZarrPlan:
-    store = Path(ref.path)
-    parent = store.parent
-    if not parent.exists():
-        raise InputError(f"cannot write {ref.path}: directory {parent} does not exist")
-    if not parent.is_dir():
-        raise InputError(f"cannot write {ref.path}: {parent} is not a directory")
-    key = _path_key(ref.key)
-    if ref.key is not None and not key:
-        raise InputError(f"cannot write {ref}: KEY must name an array")
-    out = ArrayRef(ref.path, _display_key(key))
-    _refuse_input_as_output(out, key, inputs)
-    kind = _store_kind(store)
-    if kind in ("absent", "empty"):
-        return _ZarrPlan(out, store, key, "new", replace_existing=kind == "empty")
-    if kind == "foreign":
-        raise InputError(
-            f"cannot write {ref.path}: it is a directory that is not a Zarr store; "
-            "refusing to replace it"
-        )
-    if kind == "file":
-        if not force:
-            raise InputError(f"{ref.path} exists and is not a Zarr store; use --force to overwrite")
-        return _ZarrPlan(out, store, key, "new", replace_existing=True)
-    root = _open_root(ref.path)
-    if not key or _is_array(root):
-        if not force:
-            what = "" if not key else " (it holds a single array, not a group)"
-            raise InputError(f"{ref.path} exists{what}; use --force to overwrite")
-        return _ZarrPlan(out, store, key, "new", replace_existing=True)
-    state = _key_state(root, key)
-    if state == "group":
-        raise InputError(f"cannot write {out}: {_display_key(key)} is a group; name an array")
-    if state == "blocked":
-        raise InputError(f"cannot write {out}: a parent of {_display_key(key)} is an array")
-    if state == "array" and not force:
-        raise InputError(f"{out} exists; use --force to overwrite")
-    fmt = int(getattr(root.metadata, "zarr_format", 3))
-    return _ZarrPlan(out, store, key, "add", replace_existing=state == "array", zarr_format=fmt)
 
 
 def _chunk_extent(shape: tuple[int, ...], itemsize: int, axis: int, extent: int) -> int:
@@ -211,22 +118,13 @@ class ZarrSink(ArraySink):
         """The zarr array being written (created now if needed), for writers that fill it
         themselves (`dask.array.store`); call `mark_written` before `commit`."""
         if self._array is None:
-            self._array = self._guarded_create(chunks or self._chunks)
+            chunks = chunks or self._chunks or default_chunks(self.shape, self.dtype)
+            self._array = self._guarded(self._create, chunks)
         return self._array
 
     def mark_written(self) -> None:
         """Declare the whole array written by someone else (see `zarr_array`)."""
         self._written = math.prod(self.shape)
-
-    def _guarded_create(self, chunks: tuple[int, ...] | None) -> Any:
-        try:
-            return self._create(chunks or default_chunks(self.shape, self.dtype))
-        except OSError as exc:
-            self.abort()
-            raise self._failure(exc) from None
-        except BaseException:
-            self.abort()
-            raise
 
     def _create(self, chunks: tuple[int, ...]) -> Any:
         zarr = _zarr()
@@ -263,7 +161,7 @@ class ZarrSink(ArraySink):
         if self._array is None:
             self._array = self._create(self._chunks or default_chunks(self.shape, self.dtype))
         self._array = None
-        self._tmp.chmod(_new_dir_mode())  # mkdtemp made it 0o700
+        self._tmp.chmod(_new_mode(0o777))  # mkdtemp made it 0o700
         if self._plan.mode == "new":
             self._publish(self._tmp, self._plan.store)
         else:
@@ -309,25 +207,12 @@ class ZarrSink(ArraySink):
         self._array = None
         shutil.rmtree(self._tmp, ignore_errors=True)
 
-    def _failure(self, exc: OSError) -> OutputError:
-        reason = exc.strerror or _one_line(exc)
-        return OutputError(f"cannot write {self.target}: {reason}")
-
 
 def _has_consolidated_metadata(store: Path) -> bool:
     if (store / ".zmetadata").exists():
         return True
     meta = store / "zarr.json"
     try:
-        import json
-
         return bool(json.loads(meta.read_text()).get("consolidated_metadata"))
     except (OSError, ValueError):
         return False
-
-
-def _new_dir_mode() -> int:
-    """0o777 minus the umask: the mode mkdir would give."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o777 & ~mask
