@@ -24,7 +24,7 @@ from lstmshape.errors import InputError
 from lstmshape.io.blocks import Reader
 from lstmshape.refs import ArrayRef, parse_ref
 
-Format = Literal["npy", "npz", "h5"]
+Format = Literal["npy", "npz", "h5", "zarr"]
 RefLike = ArrayRef | str | os.PathLike[str]
 
 _FORMATS: dict[str, Format] = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
@@ -38,7 +38,7 @@ class ArrayInfo:
     """What is known about a stored array without reading its data.
 
     `ref` names it exactly (the KEY filled in when it was implicit); `chunks`,
-    `compression` and `attrs` are only set for HDF5 datasets.
+    `compression` and `attrs` are only set for HDF5 datasets and Zarr arrays.
     """
 
     ref: ArrayRef

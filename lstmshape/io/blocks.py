@@ -57,7 +57,7 @@ def aligned_buffer(nbytes: int) -> Array:
 def _bytes_of(out: Array) -> memoryview:
     if not out.flags.c_contiguous:
         raise ValueError("reads go into C-contiguous buffers")
-    return memoryview(out.reshape(-1).view(np.uint8))
+    return out.reshape(-1).view(np.uint8).data
 
 
 class InMemory:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -108,7 +108,7 @@ class ChunkedFile:
         self._offsets: IndexArray | None = None
         self._file = _FileHandle(path)
         self._scratch: Array | None = None
-        self._whole: FileArray | bool | None = False  # False: not looked at yet
+        self._whole: FileArray | Literal[False] | None = False  # False: not looked at yet
 
     @property
     def contiguous(self) -> FileArray | None:
@@ -116,7 +116,7 @@ class ChunkedFile:
         to back in order (as h5py writes them): it then reads like a `.npy` file."""
         if self._whole is False:
             self._whole = self._as_file_array()
-        return self._whole  # type: ignore[return-value]
+        return self._whole
 
     def _as_file_array(self) -> FileArray | None:
         if self.chunks[1:] != self.shape[1:] or math.prod(self.shape) == 0:
@@ -248,7 +248,8 @@ class ChunkedFile:
         cells = [idx // c for idx, c in zip(lead, self.chunks[:-1], strict=True)]
         inside = [idx % c for idx, c in zip(lead, self.chunks[:-1], strict=True)]
         strides = [math.prod(self.chunks[k + 1 :]) for k in range(len(self.chunks) - 1)]
-        within = sum(i.astype(np.int64) * s for i, s in zip(inside, strides, strict=True))
+        per_axis = (i.astype(np.int64) * s for i, s in zip(inside, strides, strict=True))
+        within = sum(per_axis, np.zeros(m, dtype=np.int64))
         item, width, last = self.dtype.itemsize, self.shape[-1], self.chunks[-1]
         row_bytes = width * item
         pieces = []

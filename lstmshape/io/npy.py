@@ -78,7 +78,9 @@ class FileArray:
     background = True
     supports_rows = True
 
-    def __init__(self, path: str, offset: int, shape: tuple[int, ...], dtype: Any, where: str):
+    def __init__(
+        self, path: str, offset: int, shape: tuple[int, ...], dtype: Any, where: str
+    ) -> None:
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
         self.offset = int(offset)

@@ -17,7 +17,7 @@ import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal
+from typing import IO, Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class _NpyHeader:
         return "F" if self.fortran else "C"
 
 
-def _read_header_fields(fh: io.BufferedIOBase, version: tuple[int, int]) -> tuple[Any, bool, Any]:
+def _read_header_fields(fh: IO[bytes], version: tuple[int, int]) -> tuple[Any, bool, Any]:
     fmt = np.lib.format
     if version == (1, 0):
         return fmt.read_array_header_1_0(fh)
@@ -64,7 +64,7 @@ def _read_header_fields(fh: io.BufferedIOBase, version: tuple[int, int]) -> tupl
     return impl._read_array_header(fh, version)
 
 
-def _read_npy_header(fh: io.BufferedIOBase, where: str, noun: str = "file") -> _NpyHeader:
+def _read_npy_header(fh: IO[bytes], where: str, noun: str = "file") -> _NpyHeader:
     """Parse a .npy header at the stream's position; data follows at `offset`."""
     start = fh.tell()
     try:
@@ -96,7 +96,7 @@ _MAX_NDIM = 64  # numpy's limit on the number of axes
 _MAX_HEADER_BYTES = 10000
 
 
-def _check_header_length(fh: io.BufferedIOBase, version: tuple[int, int]) -> None:
+def _check_header_length(fh: IO[bytes], version: tuple[int, int]) -> None:
     """Refuse a header length field beyond what numpy reads, before anything is allocated."""
     size_format = "<H" if version == (1, 0) else "<I"
     start = fh.tell()
@@ -152,9 +152,9 @@ def _npy_header_bytes(shape: tuple[int, ...], dtype: np.dtype[Any]) -> bytes:
     return buf.getvalue()
 
 
-def _as_bytes(block: np.ndarray) -> np.ndarray:
-    """A C-contiguous block's memory as uint8, without copying (any dtype, also 0-d)."""
-    return block.reshape(-1).view(np.uint8)
+def _as_bytes(block: np.ndarray) -> memoryview:
+    """A C-contiguous block's memory as bytes, without copying (any dtype, also 0-d)."""
+    return block.reshape(-1).view(np.uint8).data
 
 
 class _NpyWriter:
@@ -185,4 +185,4 @@ class _NpyWriter:
 
     def _put(self, offset: int, data: np.ndarray) -> None:
         self._fh.seek(self._data_at + offset)
-        self._fh.write(_as_bytes(data))  # type: ignore[arg-type]
+        self._fh.write(_as_bytes(data))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import math
 import os
 import threading
@@ -117,7 +118,7 @@ def scatter_reads(
     threads = min(_MAX_READ_THREADS, math.ceil(len(runs) / _RUNS_PER_THREAD))
     step = math.ceil(len(runs) / threads)
     parts = [runs[i : i + step] for i in range(0, len(runs), step)]
-    in_threads([lambda part=part: _read_runs(fd, part, dest, where) for part in parts])
+    in_threads([functools.partial(_read_runs, fd, part, dest, where) for part in parts])
 
 
 def in_threads(tasks: Sequence[Callable[[], None]]) -> None:

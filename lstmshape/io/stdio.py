@@ -10,7 +10,7 @@ import math
 import os
 import sys
 import tempfile
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
@@ -79,7 +79,7 @@ class _StdoutSink(ArraySink):
         self, target: ArrayRef, shape: tuple[int, ...], dtype: np.dtype[Any], *, hold: bool = False
     ) -> None:
         super().__init__(target, shape, dtype)
-        self._stream: BinaryIO = getattr(sys.stdout, "buffer", sys.stdout)
+        self._stream = cast(BinaryIO, getattr(sys.stdout, "buffer", sys.stdout))
         self._spool: BinaryIO | None = None
         self._spooler: _NpyWriter | None = None
         self._header_sent = False

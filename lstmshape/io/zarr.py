@@ -124,7 +124,7 @@ def _info(store: str, array: Any) -> ArrayInfo:
         ArrayRef(store, _display_key(_node_path(array))),
         tuple(int(s) for s in array.shape),
         _np_dtype(array),
-        "zarr",  # type: ignore[arg-type]
+        "zarr",
         chunks=tuple(int(c) for c in array.chunks),
         compression=_compression(array),
         attrs=_attrs(array),
