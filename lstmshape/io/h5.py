@@ -26,8 +26,10 @@ from lstmshape.io.base import (
     _refuse_objects,
     _text,
 )
+from lstmshape.io.blocks import Reader
 from lstmshape.io.h5_links import _refuse_external_data, _refuse_external_links
-from lstmshape.io.h5_readers import _h5_reader
+from lstmshape.io.h5_readers import ChunkedFile, H5Direct
+from lstmshape.io.npy import FileArray
 from lstmshape.refs import ArrayRef
 
 
@@ -209,6 +211,64 @@ def _open_h5(ref: ArrayRef) -> ArraySource:
     except BaseException:
         f.close()
         raise
+
+
+def _h5_raw_layout(dset: Any) -> str | None:
+    """'contiguous' or 'chunked' when the dataset's bytes can be read from the file as they
+    are (plain numbers, no filters, no external or virtual storage); None otherwise."""
+    from h5py import h5d
+
+    if dset.dtype.kind not in "biufc" or dset.size == 0 or dset.external or dset.is_virtual:
+        return None
+    plist = dset.id.get_create_plist()
+    if plist.get_nfilters():
+        return None
+    layout = plist.get_layout()
+    if layout == h5d.CONTIGUOUS and dset.id.get_offset() is not None:
+        return "contiguous"
+    return "chunked" if layout == h5d.CHUNKED else None
+
+
+def _h5_chunk_offsets(dset: Any, grid: tuple[int, ...]) -> np.ndarray:
+    """The byte offset of every chunk by grid position; -1 for chunks never written."""
+    offsets = np.full(grid, -1, dtype=np.int64)
+    chunks = dset.chunks
+
+    def visit(info: Any) -> None:
+        cell = tuple(c // k for c, k in zip(info.chunk_offset, chunks, strict=True))
+        offsets[cell] = info.byte_offset
+
+    if hasattr(dset.id, "chunk_iter"):
+        dset.id.chunk_iter(visit)
+    else:
+        for index in range(dset.id.get_num_chunks()):
+            visit(dset.id.get_chunk_info(index))
+    return offsets
+
+
+def _h5_reader(path: str, dset: Any, where: str) -> Reader:
+    """Plain positioned reads for unfiltered data (h5py holds the GIL and copies through
+    HDF5's own buffers); h5py's `read_direct` for everything else."""
+    shape = tuple(int(s) for s in dset.shape)
+    try:
+        layout = _h5_raw_layout(dset)
+    except (OSError, RuntimeError, ValueError, TypeError):
+        layout = None
+    if layout == "contiguous":
+        return FileArray(path, dset.id.get_offset(), shape, dset.dtype, where)
+    if layout == "chunked":
+        fill = dset.fillvalue
+        grid = tuple(-(-s // c) for s, c in zip(shape, dset.chunks, strict=True))
+        return ChunkedFile(
+            path,
+            shape,
+            dset.dtype,
+            dset.chunks,
+            lambda: _h5_chunk_offsets(dset, grid),
+            fill,
+            where,
+        )
+    return H5Direct(dset, where)
 
 
 def _list_h5(ref: ArrayRef) -> list[ArrayInfo]:

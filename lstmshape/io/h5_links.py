@@ -15,7 +15,7 @@ from typing import Any
 from lstmshape.errors import InputError
 from lstmshape.io.base import _listing, _one_line, _text
 
-# HDF5 objects that read other files: external links, virtual datasets, external storage.
+# Whether they are allowed in this context (the dask engine hands the answer to its workers).
 _allow_external: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "lstmshape_allow_external", default=False
 )

@@ -181,7 +181,7 @@ def _zarr_key_state(root: Any, key: str) -> str:
 
 
 class ZarrSource(ArraySource):
-    """An open Zarr array: `io.ArraySource` reading through the zarr Array by slicing.
+    """An open Zarr array: an `ArraySource` reading through the zarr Array by slicing.
 
     `array` is the zarr Array itself (for `dask.array.from_zarr`).
     """
