@@ -45,9 +45,9 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
+from lstmshape.io.blocks import Joined, Reader, aligned_buffer
 from lstmshape.masks import Layout, MaskSpec, Validity
 from lstmshape.plan import as_ntf
-from lstmshape.readers import Joined, Reader, aligned_buffer
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 

@@ -156,8 +156,10 @@ def test_a_dataset_from_another_file_is_refused_even_if_the_path_check_misses(li
     """Defence in depth: the dataset's own file is checked after the link walk."""
     from unittest import mock
 
+    from lstmshape.io import h5_links
+
     with (
-        mock.patch.object(io, "_h5_external_link", return_value=None),
+        mock.patch.object(h5_links, "_h5_external_link", return_value=None),
         pytest.raises(InputError, match=r"main.h5:/elink lives in another file \(.*other.h5\)"),
     ):
         io.load("main.h5:/elink")

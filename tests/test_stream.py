@@ -15,7 +15,12 @@ import numpy as np
 import pytest
 from helpers import lstmshape, npy_header, peak_rss
 
-from lstmshape import api, blocks, gather, io, readers
+from lstmshape import api, blocks, gather, io
+from lstmshape.errors import InputError
+from lstmshape.io.blocks import Reader
+from lstmshape.io.h5_readers import ChunkedFile
+from lstmshape.io.npy import FileArray
+from lstmshape.io.npz import ZipStream
 from lstmshape.masks import MaskSpec, Validity, build_validity
 from lstmshape.strategies.pca import PcaAccumulator
 from lstmshape.stream import run_plan
@@ -262,7 +267,7 @@ def _full_read(plan: api.Plan) -> api.Plan:
 class NoBlocks:
     """Wraps a reader; block reads fail, so only the row path can have run."""
 
-    def __init__(self, reader: readers.Reader) -> None:
+    def __init__(self, reader: Reader) -> None:
         self._reader = reader
         self.rows = 0
 
@@ -354,7 +359,7 @@ def test_unwritten_chunks_read_as_the_fill_value(tmp_path: Path) -> None:
         dset[2:4] = 1.0
         expected = dset[()]
     with io.open_array(str(path)) as source:
-        assert isinstance(source.reader, readers.ChunkedFile)
+        assert isinstance(source.reader, ChunkedFile)
         out = np.empty((N, T, F), np.float32)
         source.reader.read_into(0, N, 0, out)
         np.testing.assert_array_equal(out, expected)
@@ -376,7 +381,7 @@ def test_whole_sample_chunks_read_in_place(tmp_path: Path, in_order: bool) -> No
             dset[lo : lo + 3] = x[lo : lo + 3]
     with io.open_array(str(path)) as source:
         reader = source.reader
-        assert isinstance(reader, readers.ChunkedFile)
+        assert isinstance(reader, ChunkedFile)
         assert (reader.contiguous is not None) == in_order
         assert reader.maps == in_order
         for start, stop in [(0, 7), (1, 5), (6, 7)]:
@@ -398,7 +403,7 @@ def test_deflated_member_reads_backwards_and_time_major(tmp_path: Path) -> None:
     x = _data(10)
     ref = _write(x, "npz-deflated", tmp_path / "in")
     with io.open_array(ref) as source:
-        assert isinstance(source.reader, readers.ZipStream)
+        assert isinstance(source.reader, ZipStream)
         np.testing.assert_array_equal(source.read(4, 6), x[4:6])
         np.testing.assert_array_equal(source.read(1, 2), x[1:2])  # reopens the member
         np.testing.assert_array_equal(source.read(1, 3, axis=1), x[:, 1:3])  # spills once
@@ -413,10 +418,10 @@ def test_truncated_file_is_an_input_error(tmp_path: Path) -> None:
     with io.open_array(str(path)) as source:
         os.truncate(path, path.stat().st_size - ROW)
         out = np.empty_like(x)
-        with pytest.raises(io.InputError, match="truncated"):
+        with pytest.raises(InputError, match="truncated"):
             source.reader.read_into(0, N, 0, out)
         plan = api.plan_reduce(x.shape, x.dtype, "mean")
-        with pytest.raises(io.InputError, match="truncated"):  # not mapped: no SIGBUS
+        with pytest.raises(InputError, match="truncated"):  # not mapped: no SIGBUS
             run_plan(source, plan, MaskSpec(), ListSink(), chunk_bytes=3 * ROW)
 
 
@@ -432,7 +437,7 @@ def test_cached_blocks_are_mapped_and_released(tmp_path: Path) -> None:
             reader.unmap_block(start, stop, axis)
             np.testing.assert_array_equal(block, np.take(x, range(start, stop), axis=axis))
     os.truncate(tmp_path / "in.npy", 200)
-    with pytest.raises(io.InputError, match="truncated"), io.open_array(ref) as source:
+    with pytest.raises(InputError, match="truncated"), io.open_array(ref) as source:
         pass
 
 
@@ -504,7 +509,7 @@ def test_stored_member_reads_at_its_offset(tmp_path: Path) -> None:
     with zipfile.ZipFile(ref.split(":")[0]) as zf:
         assert zf.getinfo("x.npy").compress_type == zipfile.ZIP_STORED
     with io.open_array(ref) as source:
-        assert isinstance(source.reader, readers.FileArray)
+        assert isinstance(source.reader, FileArray)
 
 
 # ----------------------------------------------------------------------------- CLI

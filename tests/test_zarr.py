@@ -1,4 +1,4 @@
-"""lstmshape.zarr_io through lstmshape.io: `.zarr` stores read and written like other formats.
+"""lstmshape.io.zarr and zarr_sink: `.zarr` stores read and written like other formats.
 
 Stores are written with zarr directly where the reader is under test, and read back with
 zarr directly where the writer is, so both sides are checked against the library.
