@@ -4,7 +4,6 @@ reads (no open handle or lock is shipped; a worker on another host reads the sam
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,7 @@ class _FileBlocks:
         # the worker that reads needs the same answer.
         from lstmshape import io
 
-        flag = getattr(io, "_allow_external", None)
-        self.allow_external = bool(flag.get()) if flag is not None else False
+        self.allow_external = io.external_allowed()
 
     def __getitem__(self, selection: Any) -> Array:
         from lstmshape import io
@@ -41,9 +39,7 @@ class _FileBlocks:
         sel = selection if isinstance(selection, tuple) else (selection,)
         sel = sel + (slice(None),) * (self.ndim - len(sel))
         along = sel[self.axis]
-        allowing = getattr(io, "allow_external", None)
-        scope = allowing(self.allow_external) if allowing else contextlib.nullcontext()
-        with scope, io.open_array(self.ref) as source:
+        with io.allow_external(self.allow_external), io.open_array(self.ref) as source:
             block = source.read(along.start or 0, along.stop, axis=self.axis)
         rest = tuple(slice(None) if i == self.axis else s for i, s in enumerate(sel))
         return np.asarray(block[rest])

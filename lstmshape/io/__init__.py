@@ -16,8 +16,7 @@ is used.
 """
 
 from lstmshape.io.base import ArrayInfo, ArraySource, memory_limit
-from lstmshape.io.h5_links import _allow_external as _allow_external  # for the dask engine
-from lstmshape.io.h5_links import allow_external
+from lstmshape.io.h5_links import allow_external, external_allowed
 from lstmshape.io.outputs import check_output, default_output_path
 from lstmshape.io.reading import list_arrays, load, open_array
 from lstmshape.io.sink import ArraySink
@@ -32,6 +31,7 @@ __all__ = [
     "allow_external",
     "check_output",
     "default_output_path",
+    "external_allowed",
     "list_arrays",
     "load",
     "memory_limit",

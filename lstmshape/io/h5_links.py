@@ -39,6 +39,11 @@ def allow_external(allowed: bool = True) -> Iterator[None]:
         _allow_external.reset(token)
 
 
+def external_allowed() -> bool:
+    """Whether this context lets HDF5 inputs read other files (`allow_external`)."""
+    return _allow_external.get()
+
+
 def _h5_external_link(f: Any, key: str, depth: int = 0) -> str | None:
     """The first external link on the way to `key`, described, or None; soft links are
     followed by their target paths, so nothing outside `f` is opened to find out."""
