@@ -27,7 +27,7 @@ Bool data and arrays of another rank get shape, dtype, size and NaN/Inf counts o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, cast
 
@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
+from lstmshape.refs import ArrayRef
 
 Side = Literal["post", "pre", "mixed", "none"]
 Kind = Literal["value", "repeat", "none"]
@@ -550,3 +551,19 @@ def detect_lengths(
     padded = np.all(_same(np.asarray(x_ntf), value), axis=-1)
     run = leading_true(padded[:, ::-1] if side == "post" else padded)
     return (x_ntf.shape[1] - run).astype(np.intp)
+
+
+def inspect_refs(refs: Iterable[ArrayRef], *, layout: str = "ntf") -> list[dict[str, Any]]:
+    """The inspect report of every array behind `refs` (each array of a file without KEY)."""
+    from lstmshape import io
+
+    reports = []
+    for ref in refs:
+        for info in io.list_arrays(ref):
+            with io.open_array(info.ref) as source:
+                report = inspect_array(source, layout=layout).to_dict()
+            report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
+            if info.format == "h5" and ref.key is None:
+                report["file_tree_of"] = info.ref.path
+            reports.append(report)
+    return reports

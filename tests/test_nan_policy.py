@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lstmshape import api
+from lstmshape.checks import count_nans, nan_steps
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity, count_nans, nan_steps
-from lstmshape.strategies import reduce as R
+from lstmshape.masks import Validity
+from lstmshape.strategies import extremes as E
 from lstmshape.strategies.reduce import global_pool, reduce_steps
 from lstmshape.strategies.window import pool_windows, window_bounds
 
@@ -32,10 +33,10 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 # Force every max/min kernel path (row slices, row compression) on small arrays.
 ROW_PATHS = dict(
-    _ROW_SLICE_MIN_F=0,
-    _ROW_SLICE_MIN_ELEMENTS=0,
-    _ROW_COMPRESS_MIN_F=0,
-    _ROW_COMPRESS_MIN_ELEMENTS=0,
+    ROW_SLICE_MIN_F=0,
+    ROW_SLICE_MIN_ELEMENTS=0,
+    ROW_COMPRESS_MIN_F=0,
+    ROW_COMPRESS_MIN_ELEMENTS=0,
 )
 
 
@@ -44,7 +45,7 @@ def kernel_path(name: str):
     if name == "default":
         yield
         return
-    with mock.patch.multiple(R, **ROW_PATHS):
+    with mock.patch.multiple(E, **ROW_PATHS):
         yield
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from helpers import lstmshape, npy_header, peak_rss
 
-from lstmshape import api, io, readers, stream
-from lstmshape.masks import Validity, build_validity
-from lstmshape.strategies.project import PcaAccumulator
-from lstmshape.stream import MaskSpec, run_plan
+from lstmshape import api, blocks, gather, io, readers
+from lstmshape.masks import MaskSpec, Validity, build_validity
+from lstmshape.strategies.pca import PcaAccumulator
+from lstmshape.stream import run_plan
 
 N, T, F = 7, 5, 4
 ROW = T * F * 4  # bytes of one float32 sample
@@ -124,7 +124,7 @@ def _stream(
         if not maps and hasattr(source.reader, "maps"):
             source.reader.maps = False
         run_plan(source, plan, spec, sink, chunk_bytes=chunk)
-    plan.finish()
+
     return sink.result()
 
 
@@ -192,7 +192,7 @@ def test_mask_value_streams_every_block(tmp_path: Path) -> None:
     plan = api.plan_reduce(x.shape, x.dtype, "last", empty="zero")
     for chunk in CHUNKS:
         with io.open_array(ref) as source:
-            assert not stream.can_gather(source, plan, MaskSpec(mask_value=0.0))
+            assert not gather.can_gather(source, plan, MaskSpec(mask_value=0.0))
         got = _stream(ref, plan, MaskSpec(mask_value=0.0), chunk)
         np.testing.assert_array_equal(got, expected)
 
@@ -218,7 +218,7 @@ def test_project_streamed_equals_in_memory(tmp_path: Path, fmt: str, layout: str
         bias,
         activation="tanh",
         layout=layout,
-        zero_padding=True,
+        masked=True,
     )
     for chunk in CHUNKS:
         got = _stream(ref, plan, _spec(mask, layout), chunk)
@@ -236,7 +236,7 @@ def test_pca_two_passes_equal_in_memory(tmp_path: Path, fmt: str, layout: str) -
     for chunk in CHUNKS:
         accumulator = PcaAccumulator(F)
         with io.open_array(ref) as source:
-            for _, _, block, validity in stream.iter_blocks(
+            for _, _, block, validity in blocks.iter_blocks(
                 source, layout, spec, chunk_bytes=chunk
             ):
                 accumulator.update(block, validity)
@@ -247,7 +247,7 @@ def test_pca_two_passes_equal_in_memory(tmp_path: Path, fmt: str, layout: str) -
             basis.components,
             basis.bias,
             layout=layout,
-            zero_padding=True,
+            masked=True,
         )
         np.testing.assert_allclose(_stream(ref, plan, spec, chunk), expected, atol=1e-5)
 
@@ -296,7 +296,7 @@ def test_gather_reads_rows_only_and_equals_full_read(tmp_path: Path, fmt: str, l
                 )
                 for chunk in (1, 3 * F * 4, 1 << 20):
                     with io.open_array(ref) as source:
-                        assert stream.can_gather(source, plan, spec)
+                        assert gather.can_gather(source, plan, spec)
                         spy = NoBlocks(source.reader)
                         source._reader = spy
                         gathered = ListSink()
@@ -319,7 +319,7 @@ def test_gather_falls_back_for_compressed_members(tmp_path: Path) -> None:
     plan = api.plan_reduce(x.shape, x.dtype, "last")
     spec = _spec(MASKS["post"], "ntf")
     with io.open_array(ref) as source:
-        assert not stream.can_gather(source, plan, spec)
+        assert not gather.can_gather(source, plan, spec)
     plan = api.plan_reduce(x.shape, x.dtype, "last", empty="zero")
     got = _stream(ref, plan, spec, 2 * ROW)
     expected = api.reduce(x, "last", lengths=MASKS["post"]["lengths"], empty="zero")
@@ -461,12 +461,12 @@ def test_joined_inputs_stream_through_their_readers(tmp_path: Path, layout: str)
             for chunk in (1, 2 * ROW, 1 << 20):
                 sink = ListSink()
                 with open_sources(ref, layout) as source:
-                    assert stream._reader_of(source) is not None
+                    assert blocks.reader_of(source) is not None
                     run_plan(source, _full_read(plan), _spec(mask, layout), sink, chunk_bytes=chunk)
                 np.testing.assert_array_equal(sink.result(), expected)
     rows = np.array([0, 9, 34, 12, 20])
     with open_sources(ref, layout) as source:
-        reader = stream._reader_of(source)
+        reader = blocks.reader_of(source)
         out = np.empty((rows.size, F), np.float32)
         reader.read_rows(rows, out)
         np.testing.assert_array_equal(out, stored.reshape(-1, F)[rows])
@@ -491,10 +491,10 @@ def test_stopping_early_ends_the_reader_thread(tmp_path: Path, maps: bool) -> No
     ref = _write(x, "npy", tmp_path / "in")
     with io.open_array(ref) as source:
         source.reader.maps = maps
-        blocks = stream.iter_blocks(source, "ntf", MaskSpec(), chunk_bytes=ROW)
-        _, _, first, _ = next(blocks)
+        produced = blocks.iter_blocks(source, "ntf", MaskSpec(), chunk_bytes=ROW)
+        _, _, first, _ = next(produced)
         np.testing.assert_array_equal(first, x[:1])
-        blocks.close()
+        produced.close()
     assert not [t for t in threading.enumerate() if t.name == "lstmshape-read"]
 
 
