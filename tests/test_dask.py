@@ -358,6 +358,7 @@ def nan_data(tmp_path_factory, data) -> Path:
     return d
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "extra",
     [
@@ -376,6 +377,7 @@ def test_nan_policy_omit_matches_in_process(run_cli, tmp_path, address, nan_data
     assert_same(want, got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "extra",
     [
