@@ -782,12 +782,14 @@ def reduce(
 def _padding_warning(source: Any, layout: str, shape_ntf: tuple[int, ...]) -> str | None:
     """Look at the first few MB of samples for trailing padding that `last` would return."""
     from lstmshape.api import as_ntf
-    from lstmshape.masks import padding_warning
+    from lstmshape.padding import audit, detect
     from lstmshape.stream import rows_per_block
 
     rows = min(shape_ntf[0], rows_per_block(shape_ntf, source.dtype.itemsize, 4 * 2**20))
     sample = source.read(0, rows, axis=1 if layout == "tnf" else 0)
-    return padding_warning(as_ntf(sample, layout)) if sample.size else None  # type: ignore[arg-type]
+    detected = detect(as_ntf(sample, layout), exact=False)  # type: ignore[arg-type]
+    found = audit(detected, None, strategy="last")
+    return found[0].message if found else None
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)

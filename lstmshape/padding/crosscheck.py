@@ -95,15 +95,15 @@ def _unmasked(detected: Detection, strategy: str | None) -> list[Finding]:
         return []
     count = int(np.count_nonzero(detected.padded | detected.empty))
     shows = f"{count} of {detected.n} samples {_describe(detected)}"
+    sources = f"--lengths (with --pad-side {_lengths_side(detected)})"
     if detected.kind == "value" and _is_nan(detected.value):
         return [
             Finding(
                 "nan-padding",
                 f"no mask given, but {shows}: --strategy {strategy} gives NaN for them; add "
-                "--mask-value nan",
+                f"--mask-value nan (or {sources} or --mask)",
             )
         ]
-    sources = f"--lengths (with --pad-side {_lengths_side(detected)})"
     if detected.kind == "value":
         sources += f", --mask-value {_show(detected.value)}"
     return [
@@ -129,9 +129,10 @@ def _masked(
         return _all_valid(detected, mask_source, named, validity)
     if detected.kind == "none":
         return []
-    if mask_source == "lengths" and detected.side in ("pre", "post") and detected.side != pad_side:
-        flag = TAIL if detected.side == "post" else HEAD
-        count = int(np.count_nonzero((detected.flags & flag > 0) & ~detected.empty))
+    flag = TAIL if detected.side == "post" else HEAD
+    count = int(np.count_nonzero((detected.flags & flag > 0) & ~detected.empty))
+    wrong_side = detected.side in ("pre", "post") and detected.side != pad_side
+    if mask_source == "lengths" and wrong_side and count:
         where = "end" if detected.side == "post" else "start"
         return [
             Finding(
