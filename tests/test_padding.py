@@ -396,7 +396,8 @@ def test_a_mask_value_that_matches_no_step():
         "mean --mask-value -1.0?"
     )
     unpadded = padded_batch([6, 6], 6)
-    (found,) = run_audit(unpadded, build_validity(unpadded, mask_value=9), "post", "mask-value", "mean", mask_value=9)  # fmt: skip
+    nothing = build_validity(unpadded, mask_value=9)
+    (found,) = run_audit(unpadded, nothing, "post", "mask-value", "mean", mask_value=9)
     assert found.message == "--mask-value 9 matches no timestep, and the data shows no padding"
 
 
