@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lstmshape.inspection import inspect_array
 from lstmshape.masks import Validity, build_validity
 from lstmshape.padding import (
     EMPTY,
@@ -27,6 +30,8 @@ from lstmshape.padding import (
 )
 
 STRATEGIES = [None, "last", "first", "mean", "sum", "max", "min"]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FRAMEWORK_BATCHES = sorted(p.name for p in FIXTURES.glob("padding_*.npz"))
 
 
 # --- references and batches ----------------------------------------------------------------
@@ -498,3 +503,69 @@ def test_flags_name_each_end():
     d = detect(x)
     assert d.flags.tolist() == [TAIL, EMPTY, HEAD]
     assert isinstance(d, Detection) and d.padded.tolist() == [True, False, False]
+
+
+# --- real Keras and PyTorch outputs (tests/fixtures/make_padding_fixtures.py) ---------------
+
+
+def load_fixture(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    with np.load(FIXTURES / name, allow_pickle=False) as z:
+        return z["output"], z["lengths"], z["mask"], json.loads(str(z["truth"]))
+
+
+def test_framework_batches_are_small_and_described():
+    assert len(FRAMEWORK_BATCHES) == 11
+    readme = (FIXTURES / "README.md").read_text(encoding="utf-8")
+    for name in FRAMEWORK_BATCHES:
+        assert (FIXTURES / name).stat().st_size < 8_000
+        assert f"`{name}`" in readme
+
+
+@pytest.mark.parametrize("layout", ["ntf", "tnf"])
+@pytest.mark.parametrize("name", FRAMEWORK_BATCHES)
+def test_framework_batches_give_their_exact_lengths(name: str, layout: str):
+    output, lengths, mask, truth = load_fixture(name)
+    x = output if layout == "ntf" else np.ascontiguousarray(output.transpose(1, 0, 2))
+    report = inspect_array(x, layout=layout, block_rows=3)
+    assert report.lengths is not None and report.padding is not None
+    assert report.lengths.values.tolist() == lengths.tolist()
+    assert (report.padding.kind, report.padding.side) == (truth["kind"], truth["pad_side"])
+    d = detect(output)
+    assert d.validity().as_mask().tolist() == mask.tolist()
+    if truth["kind"] == "value":
+        assert json.dumps(d.value if d.value == d.value else "nan") == json.dumps(
+            truth["pad_value"]
+        )
+
+
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("name", FRAMEWORK_BATCHES)
+def test_framework_batches_with_their_true_mask_get_no_finding(name: str, exact: bool):
+    output, lengths, mask, truth = load_fixture(name)
+    side = truth["pad_side"]
+    sources = [
+        (build_validity(output, lengths=lengths, pad_side=side), "lengths", None),
+        (build_validity(output, mask=mask), "mask", None),
+    ]
+    if truth["kind"] == "value":
+        value = truth["pad_value"]
+        sources.append((build_validity(output, mask_value=value), "mask-value", value))
+    for validity, source, value in sources:
+        detected = infer(summarise(output, validity, exact=exact))
+        for strategy in STRATEGIES:
+            assert audit(detected, validity, side, source, strategy, mask_value=value) == []
+
+
+@pytest.mark.parametrize("name", FRAMEWORK_BATCHES)
+def test_framework_batches_without_a_mask_warn_where_the_result_is_wrong(name: str):
+    output, _, _, truth = load_fixture(name)
+    detected = detect(output, exact=False)
+    right = {"repeat": {"last", "first", "max", "min"}}.get(
+        truth["kind"], {"first"} if truth["pad_side"] == "post" else {"last"}
+    )
+    for strategy in STRATEGIES[1:]:
+        expected = (
+            [] if strategy in right else [f.code for f in audit(detected, None, strategy="mean")]
+        )
+        assert codes(audit(detected, None, strategy=strategy)) == expected
+    assert audit(detected, None, strategy="mean") != []
