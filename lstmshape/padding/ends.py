@@ -122,7 +122,11 @@ def summarise(x_ntf: Any, validity: Validity | None = None, *, exact: bool = Fal
         runs = np.full(n, min(t, 1), np.intp)
         values = np.zeros(n, np.asarray(x_ntf[:0]).dtype)
         return Ends(t, f, exact, runs, runs.copy(), none, none, values, values.copy(), none)
-    head_run, tail_run = _end_run(head, tail=False), _end_run(tail, tail=True)
+    if exact:
+        head_run, tail_run = _end_run(head, tail=False), _end_run(tail, tail=True)
+    else:  # runs of 1 or 2 steps: does step 1 repeat step 0, step T-2 step T-1?
+        head_run = 1 + (_same_steps(head[:, -1], head[:, 0]) & (t > 1)).astype(np.intp)
+        tail_run = 1 + (_same_steps(tail[:, 0], tail[:, -1]) & (t > 1)).astype(np.intp)
     ends = Ends(
         t=t,
         f=f,
@@ -147,10 +151,9 @@ def _middle(x: Any, head: Array, tail: Array, head_run: IndexArray, tail_run: In
     of time-major data read as batch-first.
     """
     t = x.shape[1]
-    both = (head_run >= min(PROBE_STEPS, t)) & (tail_run >= min(PROBE_STEPS, t))
-    both &= _same_steps(head[:, 0], tail[:, -1])
-    rows = np.flatnonzero(both)
     middle = np.zeros(len(head_run), bool)
+    rows = np.flatnonzero((head_run >= min(PROBE_STEPS, t)) & (tail_run >= min(PROBE_STEPS, t)))
+    rows = rows[_same_steps(head[rows, 0], tail[rows, -1])]
     if rows.size:
         middle[rows] = _same_steps(np.asarray(x[rows, t // 2]), head[rows, 0])
     return middle
@@ -171,7 +174,10 @@ def _end_run(x: Array, *, tail: bool) -> IndexArray:
         width = min(width, t - done)
         window = slice(t - done - width, t - done) if tail else slice(done, done + width)
         rows = x[:, window] if active.size == n else x[active, window]
-        equal = _same_steps(rows, ref[active, None])
+        if width == 1:  # mostly the first step off the end, often unequal: screen feature 0
+            equal = _same_steps(rows[:, 0], ref[active])[:, None]
+        else:
+            equal = _all_same(rows, ref[active, None])
         steps = leading_true(equal[:, ::-1] if tail else equal)
         run[active] += steps
         active = active[steps == width]
@@ -195,38 +201,79 @@ def _probe(x: Any, validity: Validity, ends: Ends, first_step: Array, last_step:
             before_last=(last >= 1) & (last - 1 >= tail_from),
         )
     data = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    head = (first_step, ends.head_const, ends.head_value)
+    tail = (last_step, ends.tail_const, ends.tail_value)
     return Given(
         first=first,
         last=last,
-        at_first=(first == 0) | _equal_at(data, first, first_step, first > 0),
-        before_first=_equal_at(data, first - 1, first_step, first >= 1),
-        at_last=(last == t - 1) | _equal_at(data, last, last_step, (last >= 0) & (last < t - 1)),
-        after_last=_equal_at(data, last + 1, last_step, (last >= 0) & (last + 1 < t)),
+        at_first=(first == 0) | _equal_at(data, first, head, first > 0),
+        before_first=_equal_at(data, first - 1, head, first >= 1),
+        at_last=(last == t - 1) | _equal_at(data, last, tail, (last >= 0) & (last < t - 1)),
+        after_last=_equal_at(data, last + 1, tail, (last >= 0) & (last + 1 < t)),
         # only a repeat (run of 2 or more) makes the step before the last one matter
-        before_last=_equal_at(data, last - 1, last_step, (last >= 1) & (ends.tail_run >= 2)),
+        before_last=_equal_at(data, last - 1, tail, (last >= 1) & (ends.tail_run >= 2)),
     )
 
 
-def _equal_at(x: Array, steps: IndexArray, ref: Array, where: BoolArray) -> BoolArray:
-    """For the samples in `where`: does step `steps[i]` of sample i equal `ref[i]`?"""
+def _equal_at(
+    x: Array, steps: IndexArray, end: tuple[Array, BoolArray, Array], where: BoolArray
+) -> BoolArray:
+    """For the samples in `where`: does step `steps[i]` of sample i equal its end step?
+
+    end: the end steps (N, F), whether each is constant, and its value. Feature 0 is gathered
+    first, and only steps that match there are gathered whole; a constant end step is
+    compared as its one value, which saves gathering it.
+    """
+    ref, constant, value = end
     out = np.zeros(len(steps), bool)
     rows = np.flatnonzero(where)
+    rows = rows[same(x[rows, steps[rows], 0], value[rows])]
     if rows.size:
-        out[rows] = _same_steps(x[rows, steps[rows]], ref[rows])
+        const = constant[rows]
+        refs = value[rows, None]
+        if not const.all():
+            refs = np.where(const[:, None], refs, ref[rows])
+        out[rows] = _all_same(x[rows, steps[rows]], refs)
     return out
 
 
 def _constant(steps: Array) -> BoolArray:
     """(N,): all features of each (N, F) step hold one value (NaN equal to NaN)."""
-    return _same_steps(steps, steps[:, :1])
+    if steps.shape[-1] < 2:
+        return np.ones(steps.shape[0], bool)
+    return _same_steps(steps[:, 1:], steps[:, :1])  # screens feature 1 against feature 0
 
 
 def _same_steps(a: Array, b: Array) -> BoolArray:
-    """a == b over the last axis, every feature, NaN equal to NaN."""
-    equal = a == b
-    if a.dtype.kind in "fc" and np.isnan(b).any():
-        equal |= np.isnan(a) & np.isnan(b)
-    return np.all(equal, axis=-1)
+    """a == b over the last axis, every feature, NaN equal to NaN.
+
+    Feature 0 is compared first and the others only where it matched: real steps rarely
+    share a value exactly, so most comparisons cost one element instead of F.
+    """
+    equal = same(a[..., 0], b[..., 0])
+    if a.shape[-1] == 1:
+        return np.asarray(equal)
+    hits = np.nonzero(equal)
+    if 2 * hits[0].size > equal.size:  # mostly equal (padding): compare every step whole
+        return _all_same(a, b)
+    if hits[0].size:
+        equal[hits] = _all_same(a[hits], np.broadcast_to(b, a.shape)[hits])
+    return np.asarray(equal)
+
+
+def _all_same(a: Array, b: Array) -> BoolArray:
+    equal = np.all(a == b, axis=-1)
+    if a.dtype.kind not in "fc":
+        return equal
+    # NaN != NaN: look again, NaN-aware, only where the plain comparison failed
+    misses = np.nonzero(~equal)
+    if misses[0].size:
+        b_full = np.broadcast_to(b, np.broadcast_shapes(a.shape, np.shape(b)))
+        b_missed = b_full[misses]
+        if np.isnan(b_missed).any():
+            a_missed = np.broadcast_to(a, b_full.shape)[misses]
+            equal[misses] = np.all(same(a_missed, b_missed), axis=-1)
+    return equal
 
 
 def same(a: Any, b: Any) -> BoolArray:
