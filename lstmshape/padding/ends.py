@@ -152,8 +152,9 @@ def _middle(x: Any, head: Array, tail: Array, head_run: IndexArray, tail_run: In
     """
     t = x.shape[1]
     middle = np.zeros(len(head_run), bool)
-    rows = np.flatnonzero((head_run >= min(PROBE_STEPS, t)) & (tail_run >= min(PROBE_STEPS, t)))
-    rows = rows[_same_steps(head[rows, 0], tail[rows, -1])]
+    rows = ((head_run >= min(PROBE_STEPS, t)) & (tail_run >= min(PROBE_STEPS, t))).nonzero()[0]
+    if rows.size:
+        rows = rows[_same_steps(head[rows, 0], tail[rows, -1])]
     if rows.size:
         middle[rows] = _same_steps(np.asarray(x[rows, t // 2]), head[rows, 0])
     return middle
@@ -226,7 +227,9 @@ def _equal_at(
     """
     ref, constant, value = end
     out = np.zeros(len(steps), bool)
-    rows = np.flatnonzero(where)
+    rows = where.nonzero()[0]
+    if not rows.size:
+        return out
     rows = rows[same(x[rows, steps[rows], 0], value[rows])]
     if rows.size:
         const = constant[rows]
@@ -252,21 +255,21 @@ def _same_steps(a: Array, b: Array) -> BoolArray:
     """
     equal = same(a[..., 0], b[..., 0])
     if a.shape[-1] == 1:
-        return np.asarray(equal)
-    hits = np.nonzero(equal)
+        return equal
+    hits = equal.nonzero()
     if 2 * hits[0].size > equal.size:  # mostly equal (padding): compare every step whole
         return _all_same(a, b)
     if hits[0].size:
         equal[hits] = _all_same(a[hits], np.broadcast_to(b, a.shape)[hits])
-    return np.asarray(equal)
+    return equal
 
 
 def _all_same(a: Array, b: Array) -> BoolArray:
-    equal = np.all(a == b, axis=-1)
+    equal: BoolArray = (a == b).all(axis=-1)
     if a.dtype.kind not in "fc":
         return equal
     # NaN != NaN: look again, NaN-aware, only where the plain comparison failed
-    misses = np.nonzero(~equal)
+    misses = (~equal).nonzero()
     if misses[0].size:
         b_full = np.broadcast_to(b, np.broadcast_shapes(a.shape, np.shape(b)))
         b_missed = b_full[misses]
@@ -279,8 +282,12 @@ def _all_same(a: Array, b: Array) -> BoolArray:
 def same(a: Any, b: Any) -> BoolArray:
     """a == b elementwise, NaN equal to NaN."""
     equal = np.asarray(a == b)
-    if np.asarray(a).dtype.kind in "fc":
-        equal |= np.isnan(a) & np.isnan(b)
+    if equal.ndim and np.asarray(a).dtype.kind in "fc":
+        nan_b = b != b  # a NaN in `a` can only match a NaN in `b`
+        if np.any(nan_b):
+            equal |= (a != a) & nan_b
+    elif np.asarray(a).dtype.kind in "fc":
+        equal = np.asarray(equal | (np.isnan(a) & np.isnan(b)))
     return equal
 
 
