@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -31,6 +32,9 @@ from lstmshape.padding import (
 
 STRATEGIES = [None, "last", "first", "mean", "sum", "max", "min"]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+MANIFEST = json.loads((SAMPLES / "manifest.json").read_text(encoding="utf-8"))["arrays"]
+PADDED_SAMPLES = [ref for ref, made in MANIFEST.items() if made["lengths"] is not None]
 FRAMEWORK_BATCHES = sorted(p.name for p in FIXTURES.glob("padding_*.npz"))
 
 
@@ -569,3 +573,34 @@ def test_framework_batches_without_a_mask_warn_where_the_result_is_wrong(name: s
         )
         assert codes(audit(detected, None, strategy=strategy)) == expected
     assert audit(detected, None, strategy="mean") != []
+
+
+# --- samples/: every correctly masked run is quiet --------------------------------------------
+
+
+def read_sample(file: str, key: str | None) -> np.ndarray:
+    path = SAMPLES / file
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as members:
+            return members[key]
+    with h5py.File(path, "r") as f:
+        return f[key][()]
+
+
+@pytest.mark.parametrize("ref", PADDED_SAMPLES)
+def test_samples_with_their_true_lengths_get_no_finding(ref: str):
+    made = MANIFEST[ref]
+    stored = read_sample(made["file"], made["key"])
+    layout, side = made["layout"], made["pad_side"]
+    x = stored if layout == "ntf" else stored.transpose(1, 0, 2)
+    lengths = read_sample(made["lengths"]["file"], made["lengths"]["key"])
+    validity = build_validity(x, lengths=lengths, pad_side=side)
+    for exact in (True, False):
+        detected = infer(summarise(x, validity, exact=exact))
+        assert detected.exact or detected.lengths is None
+        for strategy in STRATEGIES:
+            found = audit(detected, validity, side, "lengths", strategy, layout=layout)
+            assert found == []
+    assert detect(x).lengths.tolist() == lengths.tolist()  # type: ignore[union-attr]
