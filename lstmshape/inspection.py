@@ -369,9 +369,8 @@ def _notes(found: Padding, f: int, detected: padding.Detection, layout: str) -> 
         notes.append("one feature: a real step equal to the pad value counts as padding")
     if detected.stray:
         where = "start" if found.side == "post" else "end"
-        notes.append(
-            f"{detected.stray} samples also hold the pad value at the {where}, taken as data"
-        )
+        noun = "sample also holds" if detected.stray == 1 else "samples also hold"
+        notes.append(f"{detected.stray} {noun} the pad value at the {where}, taken as data")
     if padding.looks_time_major(detected):
         other = "tnf" if layout == "ntf" else "ntf"
         notes.append(f"the padding forms a staircase along the first axis: try --layout {other}")
