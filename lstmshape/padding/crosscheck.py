@@ -126,7 +126,7 @@ def _masked(
         mask_source, f"--mask-value {mask_value}"
     )
     if validity is None or validity.is_all_valid:
-        return _all_valid(detected, mask_source, named, validity)
+        return _all_valid(detected, mask_source, named)
     if detected.kind == "none":
         return []
     flag = TAIL if detected.side == "post" else HEAD
@@ -158,9 +158,7 @@ def _masked(
     ]
 
 
-def _all_valid(
-    detected: Detection, mask_source: MaskSource, named: str, validity: Validity | None
-) -> list[Finding]:
+def _all_valid(detected: Detection, mask_source: MaskSource, named: str) -> list[Finding]:
     """Nothing is masked, yet the data shows padding (or, for --mask-value, nothing matched)."""
     strong = detected.kind != "none" and _strong(detected)
     count = int(np.count_nonzero(detected.padded | detected.empty))
