@@ -124,9 +124,11 @@ def summarise(x_ntf: Any, validity: Validity | None = None, *, exact: bool = Fal
         return Ends(t, f, exact, runs, runs.copy(), none, none, values, values.copy(), none)
     if exact:
         head_run, tail_run = _end_run(head, tail=False), _end_run(tail, tail=True)
-    else:  # runs of 1 or 2 steps: does step 1 repeat step 0, step T-2 step T-1?
-        head_run = 1 + (_same_steps(head[:, -1], head[:, 0]) & (t > 1)).astype(np.intp)
-        tail_run = 1 + (_same_steps(tail[:, 0], tail[:, -1]) & (t > 1)).astype(np.intp)
+    elif t > 1:  # runs of 1 or 2 steps: does step 1 repeat step 0, step T-2 step T-1?
+        head_run = np.where(_same_steps(head[:, -1], head[:, 0]), 2, 1)
+        tail_run = np.where(_same_steps(tail[:, 0], tail[:, -1]), 2, 1)
+    else:
+        head_run, tail_run = np.ones(n, np.intp), np.ones(n, np.intp)
     ends = Ends(
         t=t,
         f=f,
@@ -204,15 +206,17 @@ def _probe(x: Any, validity: Validity, ends: Ends, first_step: Array, last_step:
     data = np.asarray(x) if not isinstance(x, np.ndarray) else x
     head = (first_step, ends.head_const, ends.head_value)
     tail = (last_step, ends.tail_const, ends.tail_value)
+    at_last = (last == t - 1) | _equal_at(data, last, tail, (last >= 0) & (last < t - 1))
     return Given(
         first=first,
         last=last,
         at_first=(first == 0) | _equal_at(data, first, head, first > 0),
         before_first=_equal_at(data, first - 1, head, first >= 1),
-        at_last=(last == t - 1) | _equal_at(data, last, tail, (last >= 0) & (last < t - 1)),
+        at_last=at_last,
         after_last=_equal_at(data, last + 1, tail, (last >= 0) & (last + 1 < t)),
-        # only a repeat (run of 2 or more) makes the step before the last one matter
-        before_last=_equal_at(data, last - 1, tail, (last >= 1) & (ends.tail_run >= 2)),
+        # only under repeat padding (the last valid step equals the final one) does the step
+        # before it matter
+        before_last=_equal_at(data, last - 1, tail, at_last & (last >= 1)),
     )
 
 
@@ -281,14 +285,16 @@ def _all_same(a: Array, b: Array) -> BoolArray:
 
 def same(a: Any, b: Any) -> BoolArray:
     """a == b elementwise, NaN equal to NaN."""
+    a = np.asarray(a)
     equal = np.asarray(a == b)
-    if equal.ndim and np.asarray(a).dtype.kind in "fc":
+    if a.dtype.kind not in "fc":
+        return equal
+    if equal.ndim:
         nan_b = b != b  # a NaN in `a` can only match a NaN in `b`
         if np.any(nan_b):
             equal |= (a != a) & nan_b
-    elif np.asarray(a).dtype.kind in "fc":
-        equal = np.asarray(equal | (np.isnan(a) & np.isnan(b)))
-    return equal
+        return equal
+    return np.asarray(equal | (np.isnan(a) & np.isnan(b)))
 
 
 def leading_true(flags: BoolArray) -> IndexArray:
