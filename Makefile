@@ -9,7 +9,9 @@ FUZZ_SECONDS ?= 600
 SOAK_ITERATIONS ?= 500
 LS := $(VENV)/bin/lstmshape
 
-.PHONY: demo test lint bench fuzz soak samples clean
+LINTED := lstmshape tests bench samples
+
+.PHONY: demo test test-fast check lint bench fuzz soak samples clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +33,24 @@ demo: $(STAMP)
 	$(LS) reshape samples/time_major.npy --layout tnf --to steps --drop-padding --lengths samples/time_major_lengths.npy --lengths-out $(DEMO)/packed_lengths.npy -o $(DEMO)/packed.npy --force
 	$(LS) reduce samples/post_padded.npy --strategy mean --lengths samples/post_lengths.npy -o - | $(LS) inspect -
 
+# Everything: tests/ and the package's doctests (testpaths in pyproject.toml).
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check lstmshape tests bench samples
-	$(VENV)/bin/ruff format --check lstmshape tests bench samples
+# Skips the tests marked slow (real-process fuzz, soak, concurrency, crash safety, size
+# bombs, the dask cluster).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+# Lint, format, types (the [tool.mypy] config; pending modules are followed silently) and
+# the docstring examples.
+check: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy lstmshape
+	$(PY) -m pytest -q --doctest-modules lstmshape
+
+lint: check
 
 # make bench SIZE=4GB [BENCH_ARGS="--rss-size 8GB --save bench/RESULTS.md"]
 bench: $(STAMP)
@@ -56,4 +70,4 @@ samples: $(STAMP)
 	$(PY) samples/make_samples.py
 
 clean:
-	rm -rf build $(VENV) .pytest_cache .hypothesis
+	rm -rf build $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -123,7 +123,7 @@ ENGINE = """
 import sys, time
 import numpy as np
 from lstmshape import api, io, stream
-from lstmshape.masks import build_validity
+from lstmshape.masks import MaskSpec, build_validity
 path, lengths_path, strategy = sys.argv[1:4]
 
 class Null:
@@ -134,7 +134,7 @@ with io.open_array(path) as src:
     lengths = np.load(lengths_path)
     plan = api.plan_reduce(src.shape, src.dtype, strategy)
     validity = build_validity(None, n=src.shape[0], t=src.shape[1], lengths=lengths)
-    spec = stream.MaskSpec(validity=validity)
+    spec = MaskSpec(validity=validity)
     start = time.perf_counter()
     stream.run_plan(src, plan, spec, Null())
     print(time.perf_counter() - start)

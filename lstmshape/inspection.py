@@ -22,7 +22,7 @@ Bool data and arrays of another rank get shape, dtype, size and NaN/Inf counts o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, cast
 
@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from lstmshape import padding
 from lstmshape.errors import InputError
+from lstmshape.refs import ArrayRef
 
 Side = Literal["post", "pre", "mixed", "none"]
 Kind = Literal["value", "repeat", "none"]
@@ -410,3 +411,19 @@ def detect_lengths(
         run, const, found = ends.head_run, ends.head_const, ends.head_value
     padded = const & padding.same(found, value)
     return (ends.t - np.where(padded, run, 0)).astype(np.intp)
+
+
+def inspect_refs(refs: Iterable[ArrayRef], *, layout: str = "ntf") -> list[dict[str, Any]]:
+    """The inspect report of every array behind `refs` (each array of a file without KEY)."""
+    from lstmshape import io
+
+    reports = []
+    for ref in refs:
+        for info in io.list_arrays(ref):
+            with io.open_array(info.ref) as source:
+                report = inspect_array(source, layout=layout).to_dict()
+            report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
+            if info.format == "h5" and ref.key is None:
+                report["file_tree_of"] = info.ref.path
+            reports.append(report)
+    return reports

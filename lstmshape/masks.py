@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
-
-PadSide = Literal["post", "pre"]
-Layout = Literal["ntf", "tnf"]
+from lstmshape.vocabulary import Layout, PadSide
 
 BoolArray = npt.NDArray[np.bool_]
 IndexArray = npt.NDArray[np.intp]
@@ -289,7 +287,7 @@ def mask_from_value(x_ntf: npt.NDArray[np.generic], value: float) -> BoolArray:
         # No element can equal a value its dtype cannot hold (comparing would cast it to inf).
         valid[...] = True
         return valid
-    rows = max(1, _BLOCK_ELEMENTS // max(t * f, 1))
+    rows = max(1, BLOCK_ELEMENTS // max(t * f, 1))
     for start in range(0, n, rows):
         block = np.asarray(x_ntf[start : start + rows])
         if is_nan:
@@ -309,9 +307,22 @@ def _beyond_dtype(value: float, dtype: np.dtype[Any]) -> bool:
     return abs(value) > float(np.finfo(dtype).max)
 
 
-_BLOCK_ELEMENTS = 1 << 22  # elements per block of samples when scanning data (16 MB of float32)
+BLOCK_ELEMENTS = 1 << 22  # elements per block of samples when scanning data (16 MB of float32)
 
-_SOURCES_ERROR = "give at most one of --mask, --lengths, --mask-value"
+
+def check_one_source(mask: object, lengths: object, mask_value: object) -> None:
+    """At most one mask source is given (None stands for not given).
+
+    >>> check_one_source(None, [3], 0.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    lstmshape.errors.InputError: give at most one of ...; got --lengths and --mask-value
+    """
+    sources = (("--mask", mask), ("--lengths", lengths), ("--mask-value", mask_value))
+    given = [name for name, source in sources if source is not None]
+    if len(given) > 1:
+        raise InputError(
+            f"give at most one of --mask, --lengths, --mask-value; got {' and '.join(given)}"
+        )
 
 
 def build_validity(
@@ -342,13 +353,7 @@ def build_validity(
     >>> v.lengths.tolist(), v.pad_side, v.mask is None
     ([2, 1], 'post', True)
     """
-    given = [
-        name
-        for name, source in (("--mask", mask), ("--lengths", lengths), ("--mask-value", mask_value))
-        if source is not None
-    ]
-    if len(given) > 1:
-        raise InputError(f"{_SOURCES_ERROR}; got {' and '.join(given)}")
+    check_one_source(mask, lengths, mask_value)
     if pad_side not in ("post", "pre"):
         raise InputError(f"pad side must be 'post' or 'pre'; got {pad_side!r}")
     if layout not in ("ntf", "tnf"):
@@ -434,102 +439,17 @@ def describe_empty(indices: IndexArray, *, limit: int = 5, count: int | None = N
     return f"{count} {noun} no valid timestep ({shown}{more}); use --empty nan or --empty zero"
 
 
-# -- NaN policies -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MaskSpec:
+    """A mask known up front (mask file, lengths, or none), or one computed per block."""
 
-NanPolicy = Literal["propagate", "omit", "raise"]
-NAN_POLICIES: tuple[str, ...] = ("propagate", "omit", "raise")
+    validity: Validity | None = None
+    mask_value: float | None = None
 
-
-def check_nan_policy(policy: str) -> None:
-    if policy not in NAN_POLICIES:
-        raise InputError(f"unknown NaN policy {policy!r}; choose from {', '.join(NAN_POLICIES)}")
-
-
-def nan_steps(x_ntf: npt.NDArray[np.generic]) -> BoolArray:
-    """(N, T): True where a step holds NaN in ANY of its features (real or imaginary part).
-
-    Works through blocks of samples, like `mask_from_value`.
-
-    >>> nan_steps(np.array([[[1.0, np.nan], [0.0, 0.0]]])).tolist()
-    [[True, False]]
-    """
-    n, t, f = np.shape(x_ntf)
-    found = np.zeros((n, t), dtype=bool)
-    if f == 0 or np.dtype(x_ntf.dtype).kind not in "fc":
-        return found
-    rows = max(1, _BLOCK_ELEMENTS // max(t * f, 1))
-    for start in range(0, n, rows):
-        block = np.asarray(x_ntf[start : start + rows])
-        np.any(np.isnan(block), axis=-1, out=found[start : start + rows])
-    return found
-
-
-def omit_nan_steps(x_ntf: npt.NDArray[np.generic], validity: Validity) -> Validity:
-    """`validity` with every step that holds a NaN (in any feature) turned into padding.
-
-    Masks stay per step, so every feature of a sample is reduced over the same steps. A
-    sample whose valid steps all hold NaN becomes empty (the `--empty` policy decides).
-
-    >>> x = np.array([[[1.0], [np.nan], [3.0]]])
-    >>> omit_nan_steps(x, Validity.all_valid(1, 3)).as_mask().tolist()
-    [[True, False, True]]
-    """
-    bad = nan_steps(x_ntf)
-    if not bad.any():
-        return validity
-    return Validity(n=validity.n, t=validity.t, mask=validity.as_mask() & ~bad).compact()
-
-
-def count_nans(x_ntf: npt.NDArray[np.generic], validity: Validity) -> tuple[int, IndexArray]:
-    """NaN values in the VALID steps (padding is never read) and the samples holding them.
-
-    >>> x = np.array([[[np.nan, np.nan]], [[0.0, 1.0]], [[np.nan, 1.0]]])
-    >>> values, samples = count_nans(x, Validity.all_valid(3, 1))
-    >>> values, samples.tolist()
-    (3, [0, 2])
-    """
-    n, t, f = np.shape(x_ntf)
-    per_sample = np.zeros(n, dtype=np.int64)
-    if f and np.dtype(x_ntf.dtype).kind in "fc":
-        valid = None if validity.is_all_valid else validity.as_mask()
-        rows = max(1, _BLOCK_ELEMENTS // max(t * f, 1))
-        for start in range(0, n, rows):
-            block = np.isnan(np.asarray(x_ntf[start : start + rows]))
-            if valid is not None:
-                block &= valid[start : start + rows, :, None]
-            per_sample[start : start + rows] = np.count_nonzero(block, axis=(1, 2))
-    return int(per_sample.sum()), np.flatnonzero(per_sample).astype(np.intp)
-
-
-def describe_nans(values: int, samples: npt.ArrayLike, n_samples: int, *, limit: int = 5) -> str:
-    """'3 NaN values in 2 samples (0, 2) ...' for `--nan-policy raise`.
-
-    samples: the first few sample indices (at most `limit` are shown); n_samples: how many.
-    """
-    shown = [str(int(i)) for i in np.asarray(samples)[:limit]]
-    more = ", ..." if n_samples > len(shown) else ""
-    value_noun = "NaN value" if values == 1 else "NaN values"
-    sample_noun = "sample" if n_samples == 1 else "samples"
-    return (
-        f"{values} {value_noun} in the valid steps of {n_samples} {sample_noun} "
-        f"({', '.join(shown)}{more}); use --nan-policy omit to treat steps holding NaN as "
-        "padding, or --nan-policy propagate"
-    )
-
-
-def apply_nan_policy(x_ntf: npt.NDArray[np.generic], validity: Validity, policy: str) -> Validity:
-    """The validity a kernel should use under `policy`; "raise" raises `InputError` when a
-    valid step holds NaN, "omit" turns such steps into padding, "propagate" changes nothing.
-
-    >>> x = np.array([[[np.nan], [1.0]]])
-    >>> apply_nan_policy(x, Validity.all_valid(1, 2), "omit").as_mask().tolist()
-    [[False, True]]
-    """
-    check_nan_policy(policy)
-    if policy == "omit":
-        return omit_nan_steps(x_ntf, validity)
-    if policy == "raise":
-        values, samples = count_nans(x_ntf, validity)
-        if values:
-            raise InputError(describe_nans(values, samples, len(samples)))
-    return validity
+    def for_block(self, x_ntf: npt.NDArray[Any], start: int, stop: int) -> Validity:
+        if self.validity is not None:
+            return self.validity.rows(start, stop)
+        if self.mask_value is not None:
+            mask = mask_from_value(x_ntf, self.mask_value)
+            return Validity(n=mask.shape[0], t=mask.shape[1], mask=mask).compact()
+        return Validity.all_valid(x_ntf.shape[0], x_ntf.shape[1] if x_ntf.ndim > 1 else 0)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from lstmshape.report import Summary
+from lstmshape.report import Summary, format_bytes
 
 if TYPE_CHECKING:
     from rich.tree import Tree
@@ -107,7 +107,7 @@ def _inspect_table(report: dict[str, Any]) -> Table:
 def _inspect_rows(report: dict[str, Any]) -> Iterator[tuple[str, str]]:
     yield "shape", shape_text(report["shape"])
     yield "dtype", str(report["dtype"])
-    yield "size", f"{report['size']:,} elements, {_human_bytes(report['nbytes'])}"
+    yield "size", f"{report['size']:,} elements, {format_bytes(report['nbytes'])}"
     if report.get("layout"):
         yield "layout", str(report["layout"])
     padding = report.get("padding")
@@ -135,15 +135,6 @@ def _lengths_text(lengths: dict[str, Any]) -> str:
     text = f"min {lengths['min']}  median {lengths['median']}  max {lengths['max']}"
     bar = histogram_bar(lengths.get("histogram", []))
     return f"{text}  [cyan]{bar}[/]" if bar else text
-
-
-def _human_bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
 
 
 @contextmanager

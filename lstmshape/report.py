@@ -30,6 +30,7 @@ class Summary:
     steps: list[Step] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object: `command`, then each step keyed by its label."""
@@ -44,6 +45,20 @@ class Summary:
                 payload[step.label]["note"] = step.note
         payload["options"] = self.options
         return payload
+
+
+def format_bytes(count: int) -> str:
+    """A byte count in binary units, as every message and table shows sizes.
+
+    >>> format_bytes(512), format_bytes(3 * 2**30), format_bytes(5 * 2**40)
+    ('512 B', '3.0 GiB', '5.0 TiB')
+    """
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def print_json(payload: Any) -> None:

@@ -1,386 +1,27 @@
-"""The chunked engine: run a plan block by block along N with bounded memory.
+"""The in-process engine: run a plan block by block along N with bounded memory.
 
-Each block holds whole samples (every timestep of them), so any kernel that works
-per sample gives the same result streamed as in memory. A block is sized in bytes
-(`chunk_bytes`), not samples; one sample per block is the floor.
-
-Reading. An `io.ArraySource` carries a `readers.Reader`, and the next block is fetched by a
-background thread while the kernel works on the current one. A block that is not in the page
-cache is read into one of two buffers allocated once and reused (positioned reads,
-`read_direct` for filtered HDF5): the disk is the limit, and the kernel's read-ahead keeps
-it busy. A batch-first block that is cached is either used in place through a map of the
-file (its pages mapped ahead, then dropped from the resident set: no copy at all) or copied
-into a buffer, which puts it in the CPU cache for a slow kernel; the first blocks are timed
-both ways and the faster is kept (`_MapOrCopy`). Either way the resident set stays at a few
-blocks plus the kernel's temporaries, whatever the input size. Any other source (several
-files joined, Zarr) is read through its `read(start, stop, axis)`.
-
-Kernels receive views of the reused buffers: they must return new arrays (they do; the
-engine copies any output that would share memory with the buffer anyway).
-
-Gathering. `last`/`first` need one step per sample (two with `--bidirectional`); when the
-validity is known before reading (a mask file, lengths, or no mask) and the reader can
-fetch single rows, `run_plan` reads just those rows (`Plan.gather`): time grows with N·F,
-not N·T·F.
-
-Block size (`DEFAULT_CHUNK_BYTES`, `--chunk-mb`), measured on the 2-core machine of
-bench/RESULTS.md: a float32 (32768, 128, 256) file of 4 GiB, page cache warm, in-process
-engine time, best of 4 (a plain `readinto` loop over the file takes 0.49-0.53 s):
-
-    block                        2M     4M     8M     16M    32M    64M
-    mean, mapped                 0.66   0.54   0.43   0.39   0.37   0.38
-    max, copied                  0.70   0.62   0.56   0.60   0.57   0.69
-    mean, time-major, copied     1.40   1.05   0.83   0.72   0.64   0.71
-
-Small blocks stay in the 2 MiB L2 cache but pay a Python round trip, a thread hand-off and
-(time-major) T system calls per block; from 16 MiB on the curve is flat within the noise of
-this shared machine. 16 MiB is the default: on the plateau for every layout, and two
-buffers cost 32 MiB of the resident set.
+Each block holds whole samples (every timestep of them), so any kernel that works per
+sample gives the same result streamed as in memory (`lstmshape.blocks` reads them);
+`last`/`first` read only the rows they pick (`lstmshape.gather`). The engine owns the run's
+`checks.RunTally` and raises what the whole input shows before the sink is committed.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import queue
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from lstmshape.api import Plan, as_ntf
-from lstmshape.errors import InputError
-from lstmshape.masks import Layout, Validity, describe_empty, mask_from_value
-from lstmshape.readers import Joined, Reader, aligned_buffer
-
-DEFAULT_CHUNK_BYTES = 16 * 2**20
+from lstmshape import gather
+from lstmshape.blocks import DEFAULT_CHUNK_BYTES, BlockReader, BlockWriter, iter_blocks
+from lstmshape.checks import RunTally
+from lstmshape.masks import Layout, MaskSpec
+from lstmshape.plan import Plan
+from lstmshape.strategies.pca import PcaAccumulator, PcaBasis
 
 Array = npt.NDArray[Any]
-
-
-class BlockReader(Protocol):
-    """What the engine needs of an input: its shape and dtype, and slices of samples."""
-
-    shape: tuple[int, ...]
-    dtype: np.dtype[Any]
-
-    def read(self, start: int, stop: int, axis: int = 0) -> Array: ...
-
-
-class BlockWriter(Protocol):
-    def write(self, start: int, block: Array, axis: int = 0) -> None: ...
-
-
-@dataclass(frozen=True)
-class MaskSpec:
-    """A mask known up front (mask file, lengths, or none), or one computed per block."""
-
-    validity: Validity | None = None
-    mask_value: float | None = None
-
-    def for_block(self, x_ntf: Array, start: int, stop: int) -> Validity:
-        if self.validity is not None:
-            return self.validity.rows(start, stop)
-        if self.mask_value is not None:
-            mask = mask_from_value(x_ntf, self.mask_value)
-            return Validity(n=mask.shape[0], t=mask.shape[1], mask=mask).compact()
-        return Validity.all_valid(x_ntf.shape[0], x_ntf.shape[1] if x_ntf.ndim > 1 else 0)
-
-
-def rows_per_block(shape_ntf: tuple[int, ...], itemsize: int, chunk_bytes: int) -> int:
-    """How many samples fit in one block of about `chunk_bytes` (at least one)."""
-    row_bytes = itemsize * int(np.prod(shape_ntf[1:], dtype=np.int64))
-    return max(1, chunk_bytes // max(row_bytes, 1))
-
-
-def _reader_of(source: Any) -> Reader | None:
-    """The source's block reader; for several files joined along N, one over their readers
-    (their `read` would hand out memory-map views whose pages pile up in the resident set)."""
-    reader = getattr(source, "reader", None)
-    if reader is not None and hasattr(reader, "read_into"):
-        return reader
-    parts = [_reader_of(part) for part in getattr(source, "sources", ())]
-    if parts and all(part is not None for part in parts) and hasattr(source, "offsets"):
-        return Joined(parts, source.offsets, source.axis)  # type: ignore[arg-type]
-    return None
-
-
-# What a sample costs besides its data (its valid count and indices, an output row): a
-# (0, 2**31, 6) time-major header holds no data bytes, yet two billion samples.
-_MIN_SAMPLE_BYTES = 64
-
-
-def _block_step(source: Any, axis: int, n: int, chunk_bytes: int) -> int:
-    """Samples per block: about `chunk_bytes`, rounded to whole stored chunks when chunked."""
-    per_sample = source.dtype.itemsize * math.prod(source.shape) // max(n, 1)
-    step = max(1, chunk_bytes // max(per_sample, _MIN_SAMPLE_BYTES))
-    reader = _reader_of(source)
-    unit = reader.align(axis) if reader is not None else 1
-    if unit > 1:
-        _refuse_huge_chunks(source, unit, per_sample)
-    return max(unit, step // unit * unit) if unit > 1 else step
-
-
-def _refuse_huge_chunks(source: Any, unit: int, per_sample: int) -> None:
-    """Blocks are rounded up to whole stored chunks; refuse chunks so long along N that one
-    such block would not fit in memory (a chunk spanning every sample of a huge or
-    decompression-bomb dataset), rather than reading it all at once."""
-    from lstmshape.io import memory_limit
-
-    need, limit = unit * per_sample, memory_limit()
-    if need > limit:
-        info = getattr(source, "info", None)
-        name = info.ref if info is not None else "the input"
-        raise InputError(
-            f"{name} is stored in chunks of {unit} samples ({need / 2**20:.0f} MiB of data "
-            f"each), more than the {limit / 2**20:.0f} MiB that is read into memory at once "
-            "(LSTMSHAPE_MAX_MEMORY); rechunk it along N (h5repack -l) or raise the limit"
-        )
-
-
-def _buffered_blocks(
-    reader: Reader, axis: int, n: int, step: int
-) -> Iterator[tuple[int, int, Array]]:
-    """Blocks `[start, stop)` along `axis`, the next one fetched while the consumer works.
-
-    A block whose pages are in the page cache is used in place through a map of the file
-    (when the reader `maps`); any other is read into one of two reused buffers. A block stays
-    valid until the consumer asks for the next one. Fetches run in one background thread
-    when the reader releases the GIL.
-    """
-    shape, dtype = reader.shape, reader.dtype
-    per_index = dtype.itemsize * math.prod(shape) // max(shape[axis], 1)
-    count = -(-n // step)
-    depth = 2 if reader.background and count > 1 else 1
-    buffers: list[Array] = []
-    # Only along axis 0: a time-major block is T short runs, and the kernel maps the pages
-    # around each fault too (fault-around, large folios), rows of other blocks that would
-    # pile up in the resident set (measured: 450 MiB for a 4 GiB file).
-    maps = bool(getattr(reader, "maps", False)) and axis == 0
-
-    probe = _MapOrCopy(count if maps and depth > 1 else 0)
-
-    def fill(k: int, use_map: bool = maps) -> tuple[int, int, Array, bool]:
-        start, stop = k * step, min(n, (k + 1) * step)
-        if use_map and reader.cached(start, stop, axis):  # type: ignore[attr-defined]
-            return start, stop, reader.map_block(start, stop, axis), True  # type: ignore[attr-defined]
-        while len(buffers) <= k % depth:
-            buffers.append(aligned_buffer(min(step, n) * per_index))
-        flat = buffers[k % depth][: (stop - start) * per_index]
-        block = flat.view(dtype).reshape(*shape[:axis], stop - start, *shape[axis + 1 :])
-        reader.read_into(start, stop, axis, block)
-        return start, stop, block, False
-
-    def release(fetched: tuple[int, int, Array, bool] | None) -> None:
-        if fetched is not None and fetched[3]:
-            reader.unmap_block(fetched[0], fetched[1], axis)  # type: ignore[attr-defined]
-
-    current = None
-    if depth == 1:
-        try:
-            for k in range(count):
-                release(current)
-                current = fill(k)
-                yield current[:3]
-        finally:
-            release(current)
-        return
-    ahead = _Ahead()
-    ahead.submit(lambda: fill(0))
-    outstanding = 1
-    try:
-        for k in range(count):
-            release(current)
-            current = None
-            probe.mark(k)
-            if k + 1 < count:
-                # The buffer of block k + 1 held block k - 1, which the consumer is done with.
-                use_map = maps and probe.use_map(k + 1)
-                ahead.submit(lambda k=k, use_map=use_map: fill(k + 1, use_map))
-                outstanding += 1
-            outstanding -= 1
-            current = ahead.result()
-            yield current[:3]
-    finally:
-        release(current)
-        for _ in range(outstanding):  # a consumer that stopped early: let reads finish
-            with contextlib.suppress(Exception):
-                release(ahead.result())
-        ahead.close()
-
-
-class _MapOrCopy:
-    """Whether cached blocks are used in place (mapped) or copied into a buffer, by timing.
-
-    Mapping costs no copy, but the kernel then reads from memory; a copy made by the
-    background thread lands in the cache, where a slow kernel (max/min) runs faster. The
-    first blocks are timed both ways (what the consumer waits for plus its own work) and
-    the faster way is kept. Measured on 4 GiB: mean 0.39 s mapped vs 0.57 s copied, max
-    0.80 s mapped vs 0.56 s copied.
-    """
-
-    SPAN = 6  # blocks timed each way
-
-    def __init__(self, count: int) -> None:
-        self.active = count >= 2 * self.SPAN + 4
-        self._marks: dict[int, float] = {}
-        self._map = True
-
-    def use_map(self, k: int) -> bool:
-        if not self.active or k <= self.SPAN:
-            return True
-        return self._map if k > 2 * self.SPAN else False
-
-    def mark(self, k: int) -> None:
-        """The consumer asks for block k (it is done with block k - 1)."""
-        if self.active and k in (1, self.SPAN + 1, 2 * self.SPAN + 1):
-            self._marks[k] = time.perf_counter()
-            if k == 2 * self.SPAN + 1:
-                first, middle = self._marks[1], self._marks[self.SPAN + 1]
-                self._map = middle - first <= self._marks[k] - middle
-
-
-class _Ahead:
-    """One background thread running submitted calls in order; `result` gives the next
-    outcome (a call's exception is raised there). Plain threads keep `concurrent.futures`
-    (and the `logging` it imports) out of start-up."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._work, name="lstmshape-read", daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            try:
-                self._done.put((True, job()))
-            except BaseException as exc:  # raised in the consumer by result()
-                self._done.put((False, exc))
-
-    def submit(self, job: Callable[[], Any]) -> None:
-        self._jobs.put(job)
-
-    def result(self) -> Any:
-        ok, value = self._done.get()
-        if not ok:
-            raise value
-        return value
-
-    def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join()
-
-
-def _plain_blocks(source: Any, axis: int, n: int, step: int) -> Iterator[tuple[int, int, Array]]:
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        yield start, stop, source.read(start, stop, axis=axis)
-
-
-def iter_blocks(
-    source: BlockReader,
-    layout: Layout,
-    spec: MaskSpec,
-    *,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-    on_block: Callable[[int], None] | None = None,
-) -> Iterator[tuple[int, int, Array, Validity]]:
-    """Yield `(start, stop, x_ntf, validity)` for consecutive blocks of samples.
-
-    `x_ntf` may be a view of a reused buffer: it is valid until the next block is asked for.
-    """
-    time_major = layout == "tnf" and len(source.shape) == 3
-    axis = 1 if time_major else 0
-    n = source.shape[axis]
-    step = _block_step(source, axis, n, chunk_bytes)
-    reader = _reader_of(source)
-    if reader is not None and math.prod(source.shape) > 0:
-        blocks = _buffered_blocks(reader, axis, n, step)
-    else:
-        blocks = _plain_blocks(source, axis, n, step)
-    for start, stop, block in blocks:
-        x_ntf = as_ntf(block, "tnf") if time_major else block
-        yield start, stop, x_ntf, spec.for_block(x_ntf, start, stop)
-        if on_block is not None:
-            on_block(block.nbytes)
-
-
-# ----------------------------------------------------------------------------- gathering
-
-
-def can_gather(source: Any, plan: Plan, spec: MaskSpec) -> bool:
-    """Whether `run_plan` will read only the rows `plan.gather` asks for."""
-    reader = _reader_of(source)
-    return (
-        plan.gather is not None
-        and spec.mask_value is None
-        and len(plan.in_shape) == 3
-        and reader is not None
-        and reader.supports_rows
-    )
-
-
-def _validity_of(plan: Plan, spec: MaskSpec) -> Validity:
-    if spec.validity is not None:
-        return spec.validity
-    n, t = (plan.in_shape[1], plan.in_shape[0]) if plan.layout == "tnf" else plan.in_shape[:2]
-    return Validity.all_valid(n, t)
-
-
-def _gathered_rows(plan: Plan, validity: Validity, start: int) -> tuple[Array, Array, Validity]:
-    """File rows (flat over all axes but F) of the steps `plan.gather` picks for a block."""
-    steps, picked = plan.gather(validity)  # type: ignore[misc]
-    wanted = steps >= 0
-    sample = np.arange(start, start + validity.n, dtype=np.int64)[:, None]
-    if plan.layout == "tnf":
-        flat = steps.astype(np.int64) * plan.in_shape[1] + sample
-    else:
-        flat = sample * plan.in_shape[1] + steps
-    return flat[wanted], wanted, picked
-
-
-def gather_blocks(
-    source: Any, plan: Plan, spec: MaskSpec, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES
-) -> Iterator[tuple[int, Array, Validity, int]]:
-    """Yield `(start, steps, validity, nbytes)`: per block of samples, the (n, k, F) steps
-    `plan.gather` picks, read row by row, and the validity of those k steps."""
-    reader = _reader_of(source)
-    assert reader is not None and plan.gather is not None
-    validity = _validity_of(plan, spec)
-    width, dtype = plan.in_shape[-1], np.dtype(source.dtype)
-    step = max(1, chunk_bytes // max(2 * width * dtype.itemsize, 1))
-    for start in range(0, validity.n, step):
-        block_validity = validity.rows(start, start + step)
-        rows, wanted, picked = _gathered_rows(plan, block_validity, start)
-        staging = np.empty((rows.size, width), dtype)
-        reader.read_rows(rows, staging)
-        steps = np.zeros((*wanted.shape, width), dtype)
-        steps[wanted] = staging
-        yield start, steps, picked, staging.nbytes
-
-
-class _EmptyTally:
-    """The empty samples of a run whose mask is found block by block: how many, and the
-    first few by their index in the file (a list of them all could outgrow memory)."""
-
-    shown = 5
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.first: list[int] = []
-
-    def add(self, empty: Array, start: int) -> None:
-        self.count += len(empty)
-        self.first += (empty[: self.shown - len(self.first)] + start).tolist()
-
-    def check(self) -> None:
-        if self.count:
-            raise InputError(describe_empty(np.array(self.first), count=self.count))
 
 
 def run_plan(
@@ -392,32 +33,54 @@ def run_plan(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     on_block: Callable[[int], None] | None = None,
 ) -> Array | None:
-    """Apply `plan` to every block, writing each output block to `sink` as it comes.
+    """Apply `plan` to every block, writing each output block to `sink` as it comes; raise
+    (before the sink is committed) for what the whole input shows (`checks.RunTally`).
 
-    Returns the (N, T') output mask of windowed pooling, which is small, or None.
+    Returns the side output of windowed pooling (the (N, T') output mask), or None.
     """
-    out_axis = 1 if plan.keeps_time and plan.layout == "tnf" and len(plan.out_shape) == 3 else 0
     if spec.validity is not None:
         plan.check_empty(spec.validity)  # fail before reading any data
-    if can_gather(source, plan, spec):
-        _run_gather(source, plan, spec, sink, chunk_bytes, on_block)
+    tally = RunTally()
+    if gather.can_gather(source, plan, spec):
+        _run_gather(source, plan, spec, sink, tally, chunk_bytes, on_block)
+        tally.check()
         return None
-    mask_blocks: list[Array] = []
-    empties = _EmptyTally()
+    extras: list[Array] = []
     blocks = iter_blocks(source, plan.layout, spec, chunk_bytes=chunk_bytes, on_block=on_block)
     for start, _stop, x_ntf, validity in blocks:
-        if plan.rejects_empty and spec.validity is None:
-            empties.add(validity.empty_samples(), start)
-        out, extra = plan.apply(x_ntf, validity)
-        sink.write(start, _detached(out, x_ntf), axis=out_axis)
+        out, extra, checks = plan.apply(x_ntf, validity)
+        tally.add(checks, start)
+        sink.write(start, _detached(out, x_ntf), axis=plan.out_axis)
         if extra is not None:
-            mask_blocks.append(_detached(extra, x_ntf))
-    empties.check()
-    if plan.mask_out_shape is None:
+            extras.append(_detached(extra, x_ntf))
+    tally.check()
+    return join_extras(plan, extras)
+
+
+def fit_pca(
+    source: BlockReader,
+    layout: Layout,
+    spec: MaskSpec,
+    k: int,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    on_block: Callable[[int], None] | None = None,
+) -> PcaBasis:
+    """Fit K principal components on the valid steps, accumulating block by block."""
+    accumulator = PcaAccumulator(source.shape[-1])
+    blocks = iter_blocks(source, layout, spec, chunk_bytes=chunk_bytes, on_block=on_block)
+    for _start, _stop, x_ntf, validity in blocks:
+        accumulator.update(x_ntf, None if validity.is_all_valid else validity)
+    return accumulator.finish(k)
+
+
+def join_extras(plan: Plan, extras: list[Array]) -> Array | None:
+    """The side output of a run from its blocks' pieces (the plan's shape when none came)."""
+    if plan.extra_shape is None:
         return None
-    if not mask_blocks:
-        return np.zeros(plan.mask_out_shape, dtype=bool)
-    return np.concatenate(mask_blocks, axis=0)
+    if not extras:
+        return np.zeros(plan.extra_shape, dtype=bool)
+    return np.concatenate(extras, axis=0)
 
 
 def _run_gather(
@@ -425,15 +88,17 @@ def _run_gather(
     plan: Plan,
     spec: MaskSpec,
     sink: BlockWriter,
+    tally: RunTally,
     chunk_bytes: int,
     on_block: Callable[[int], None] | None,
 ) -> None:
     """run_plan for last/first: read the picked rows only. Progress counts the input bytes
     the rows stand for, so a progress bar sized to the input ends at 100%."""
-    n = max(_validity_of(plan, spec).n, 1)
-    blocks = gather_blocks(source, plan, spec, chunk_bytes=chunk_bytes)
+    n = max(gather.validity_of(plan, spec).n, 1)
+    blocks = gather.gather_blocks(source, plan, spec, chunk_bytes=chunk_bytes)
     for start, steps, picked, _nbytes in blocks:
-        out, _ = plan.apply(steps, picked)
+        out, _, checks = plan.apply(steps, picked)
+        tally.add(checks, start)
         sink.write(start, out, axis=0)
         if on_block is not None:
             on_block(int(source.nbytes) * len(steps) // n)

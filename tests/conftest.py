@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny arrays written to tmp_path, and a CLI runner with stderr apart."""
+"""Shared fixtures: tiny arrays written to tmp_path, and a CLI runner with stderr apart.
+
+Plain helpers (no pytest machinery) live in helpers.py.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import evil_array
 
 from lstmshape.cli import Terminal, cli
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "samples"
 
 
 @pytest.fixture
@@ -48,18 +49,6 @@ def padded(tmp_path: Path) -> dict[str, Path]:
 def pickled_npy(tmp_path: Path) -> tuple[Path, Path]:
     """An object .npy whose unpickling would create `marker`; returns (path, marker)."""
     path, marker = tmp_path / "evil.npy", tmp_path / "pwned"
-    array = np.empty(1, dtype=object)
-    array[0] = Exploit(marker)
-    np.save(path, array, allow_pickle=True)
+    np.save(path, evil_array(marker), allow_pickle=True)
     assert not marker.exists()
     return path, marker
-
-
-class Exploit:
-    """Unpickling this would create a marker file: proof that a pickle ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))

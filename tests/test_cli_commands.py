@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -12,12 +11,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import load_npy_bytes
+from helpers import lstmshape as lstmshape_command
 
 import lstmshape
-
-
-def _npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def test_reduce_last_to_stdout_when_piped(run_cli, padded):
@@ -27,7 +24,7 @@ def test_reduce_last_to_stdout_when_piped(run_cli, padded):
     assert result.exit_code == 0, result.stderr
     x, lengths = np.load(padded["x"]), np.load(padded["lengths"])
     expected = x[np.arange(4), lengths - 1]
-    np.testing.assert_array_equal(_npy(result.stdout_bytes), expected)
+    np.testing.assert_array_equal(load_npy_bytes(result.stdout_bytes), expected)
     assert "(4, 5, 3)" in result.stderr and "(4, 3)" in result.stderr
 
 
@@ -106,15 +103,17 @@ def test_time_major_input_and_mask(run_cli, padded, tmp_path):
     assert result.exit_code == 0, result.stderr
     lengths = np.load(padded["lengths"])
     expected = x.sum(1) / lengths[:, None]
-    np.testing.assert_allclose(_npy(result.stdout_bytes), expected, rtol=1e-6)
+    np.testing.assert_allclose(load_npy_bytes(result.stdout_bytes), expected, rtol=1e-6)
 
 
 def test_windowed_pool_time_major_output_stays_time_major(run_cli, padded, tmp_path):
     x = np.load(padded["x"])
     tnf = tmp_path / "tnf.npy"
     np.save(tnf, x.transpose(1, 0, 2))
-    ntf_out = _npy(run_cli(["pool", padded["x"], "--pool-size", "2"]).stdout_bytes)
-    tnf_out = _npy(run_cli(["pool", tnf, "--layout", "tnf", "--pool-size", "2"]).stdout_bytes)
+    ntf_out = load_npy_bytes(run_cli(["pool", padded["x"], "--pool-size", "2"]).stdout_bytes)
+    tnf_out = load_npy_bytes(
+        run_cli(["pool", tnf, "--layout", "tnf", "--pool-size", "2"]).stdout_bytes
+    )
     np.testing.assert_array_equal(tnf_out, ntf_out.transpose(1, 0, 2))
 
 
@@ -169,7 +168,9 @@ def test_pca_basis_reused_through_weights(run_cli, padded, tmp_path):
         ]
     )
     assert reuse.exit_code == 0, reuse.stderr
-    np.testing.assert_allclose(_npy(reuse.stdout_bytes), np.load(first), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        load_npy_bytes(reuse.stdout_bytes), np.load(first), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_reshape_pack_then_pad_round_trip(run_cli, padded, tmp_path):
@@ -195,13 +196,13 @@ def test_reshape_pack_then_pad_round_trip(run_cli, padded, tmp_path):
         ["reshape", packed, "--to", "padded", "--lengths", lengths_out, "--timesteps", "5"]
     )
     assert back.exit_code == 0, back.stderr
-    np.testing.assert_array_equal(_npy(back.stdout_bytes), np.load(padded["x"]))
+    np.testing.assert_array_equal(load_npy_bytes(back.stdout_bytes), np.load(padded["x"]))
 
 
 def test_reshape_pattern(run_cli, padded):
     result = run_cli(["reshape", padded["x"], "--pattern", "n t f -> t (n f)"])
     assert result.exit_code == 0, result.stderr
-    assert _npy(result.stdout_bytes).shape == (5, 12)
+    assert load_npy_bytes(result.stdout_bytes).shape == (5, 12)
     bad = run_cli(["reshape", padded["x"], "--pattern", "n t -> t n"])
     assert bad.exit_code == 2 and bad.stderr.startswith("Error: ")
 
@@ -221,7 +222,7 @@ def test_inspect_json_for_h5_lists_every_dataset(run_cli, tmp_path):
 
 
 def _lstmshape(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lstmshape", *args], capture_output=True, **kwargs)
+    return subprocess.run(lstmshape_command(*args), capture_output=True, **kwargs)
 
 
 def test_python_dash_m_and_a_real_pipe(padded):

@@ -12,20 +12,16 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from helpers import lstmshape
 
 from lstmshape import io
 
 WRITERS = 8
-
-
-def lstmshape(*args: object) -> list[str]:
-    return [sys.executable, "-m", "lstmshape", *(str(a) for a in args)]
 
 
 def run_all(commands: list[list[str]]) -> list[tuple[int, str]]:
@@ -60,6 +56,7 @@ def inputs(tmp_path_factory) -> list[Path]:
     return paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["h5", "npz"])
 def test_writers_of_different_keys_all_land(tmp_path, inputs, fmt):
     target = tmp_path / f"run.{fmt}"
@@ -87,6 +84,7 @@ def test_writers_of_different_keys_all_land(tmp_path, inputs, fmt):
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]  # no lock, no temp
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("existing", [False, True], ids=["new-file", "existing-file"])
 def test_writers_of_one_new_key_one_wins_the_others_are_refused(tmp_path, inputs, existing):
     """The KEY is checked again at commit, under the lock: without --force nobody replaces
@@ -107,6 +105,7 @@ def test_writers_of_one_new_key_one_wins_the_others_are_refused(tmp_path, inputs
     assert io.load(f"{target}:/same")[0, 0] == float(winners[0])
 
 
+@pytest.mark.slow
 def test_forced_writers_of_one_key_leave_one_complete_result(tmp_path, inputs):
     target = tmp_path / "run.h5"
     with h5py.File(target, "w") as f:

@@ -16,20 +16,16 @@ import re
 import resource
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from helpers import lstmshape
 
 N, T, F = 2500, 100, 64  # a 64 MB float32 input and output: long enough to kill mid-write
 TEMP = re.compile(r"\.out\.(npy|npz|h5)\.[a-z0-9_]{8}\.(tmp|part)")
-
-
-def lstmshape(*args: object) -> list[str]:
-    return [sys.executable, "-m", "lstmshape", *(str(a) for a in args)]
 
 
 def digest(path: Path) -> str | None:
@@ -89,6 +85,7 @@ def kill_mid_write(args: list[str], directory: Path, *, min_bytes: int = 4 << 20
     assert proc.returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["npy", "npz", "h5"])
 @pytest.mark.parametrize("existing", [True, False], ids=["existing", "new"])
 def test_kill_9_mid_write_leaves_the_old_output(tmp_path, big, fmt, existing):
@@ -118,6 +115,7 @@ def test_kill_9_mid_write_leaves_the_old_output(tmp_path, big, fmt, existing):
         assert io.load(f"{path}:{key}").tolist() == list(range(10))
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_gives_old_or_complete_output(tmp_path, big):
     """Killed anywhere (also while the container is merged and renamed), an HDF5 target is
     either the old file or the old datasets plus the complete new one."""
@@ -156,6 +154,7 @@ def limit_file_size(limit: int):
     return apply
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["npy", "npz", "h5", "h5-key", "npz-key"])
 def test_full_disk_exits_1_with_one_line_and_leaves_nothing(tmp_path, big, fmt):
     src = tmp_path / "x.npy"

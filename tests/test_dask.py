@@ -16,15 +16,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import npy_bytes
 
 pytest.importorskip("dask.array")
 pytest.importorskip("zarr")
 distributed = pytest.importorskip("distributed")
 
 from lstmshape import io  # noqa: E402
-from lstmshape.engines import dask_engine  # noqa: E402
+from lstmshape.engines import dask_engine, dask_session  # noqa: E402
 from lstmshape.errors import InputError  # noqa: E402
-from lstmshape.strategies.project import PcaAccumulator  # noqa: E402
+from lstmshape.strategies.pca import PcaAccumulator  # noqa: E402
 
 N, T, F = 240, 9, 6
 SHARDS = [70, 50, 120]
@@ -121,6 +122,7 @@ def assert_same(want: np.ndarray, got: np.ndarray) -> None:
 # ----------------------------------------------------------------------------- reduce
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["last", "first", "mean", "max", "min", "sum"])
 @pytest.mark.parametrize("source", ["zarr-shards", "h5"])
 def test_every_reduce_strategy_with_lengths(run_cli, tmp_path, address, data, strategy, source):
@@ -130,6 +132,7 @@ def test_every_reduce_strategy_with_lengths(run_cli, tmp_path, address, data, st
     assert_same(want, got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "extra",
     [
@@ -149,6 +152,7 @@ def test_reduce_mask_sources(run_cli, tmp_path, address, data, extra):
     assert_same(want, got)
 
 
+@pytest.mark.slow
 def test_sharded_lengths_and_zarr_output(run_cli, tmp_path, address, data):
     d = data["dir"]
     want = run(
@@ -171,6 +175,7 @@ def test_sharded_lengths_and_zarr_output(run_cli, tmp_path, address, data):
 # ----------------------------------------------------------------------------- pool
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op", ["avg", "max"])
 @pytest.mark.parametrize("source", ["zarr-shards", "h5"])
 def test_global_pooling(run_cli, tmp_path, address, data, op, source):
@@ -180,6 +185,7 @@ def test_global_pooling(run_cli, tmp_path, address, data, op, source):
     assert_same(want, got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("op", "window"),
     [
@@ -206,6 +212,7 @@ def test_windowed_pooling_and_mask_out(run_cli, tmp_path, address, data, op, win
     assert_same(np.load(tmp_path / "wm.npy"), np.load(tmp_path / "gm.npy"))
 
 
+@pytest.mark.slow
 def test_time_major_windowed_pooling_and_projection(run_cli, tmp_path, address, data):
     d = data["dir"]
     rng = np.random.default_rng(1)
@@ -228,6 +235,7 @@ def test_time_major_windowed_pooling_and_projection(run_cli, tmp_path, address, 
 # ----------------------------------------------------------------------------- project
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["zarr-shards", "h5"])
 def test_projection_with_weights(run_cli, tmp_path, address, data, source):
     d = data["dir"]
@@ -241,6 +249,7 @@ def test_projection_with_weights(run_cli, tmp_path, address, data, source):
     assert_same(want, got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["zarr-shards", "h5-shards"])
 @pytest.mark.parametrize("mask", [["--mask", "{d}/mask.npy"], ["--mask-value", "0"]])
 def test_pca_is_fitted_distributed_and_matches(run_cli, tmp_path, address, data, source, mask):
@@ -285,6 +294,7 @@ def test_merge_accumulators_tree_equals_one_pass() -> None:
 # ----------------------------------------------------------------------------- errors
 
 
+@pytest.mark.slow
 def test_empty_samples_are_named_by_file_index(run_cli, tmp_path, address, data):
     d = data["dir"]
     args = ["reduce", *INPUTS["zarr-shards"](d), "--lengths", d / "lengths0.npy"]
@@ -295,6 +305,7 @@ def test_empty_samples_are_named_by_file_index(run_cli, tmp_path, address, data)
     assert not (tmp_path / "b.npy").exists()
 
 
+@pytest.mark.slow
 def test_empty_samples_found_by_mask_value_on_workers(run_cli, tmp_path, address):
     x = np.ones((30, 4, 2), np.float32)
     x[[3, 17]] = 0.0
@@ -309,6 +320,7 @@ def test_empty_samples_found_by_mask_value_on_workers(run_cli, tmp_path, address
     assert list(tmp_path.iterdir()) == [tmp_path / "x.npy"]
 
 
+@pytest.mark.slow
 def test_bad_mask_values_fail_like_in_process(run_cli, tmp_path, address, data):
     np.save(tmp_path / "m.npy", np.full((N, T), 2, np.int8))
     d = data["dir"]
@@ -325,16 +337,67 @@ def test_usage_errors(run_cli, tmp_path, data):
     result = run_cli(["reduce", x, "--engine", "dask", "--scheduler", "a", "--workers", "2"])
     assert result.exit_code == 2 and "not both" in result.stderr
     result = run_cli(["reduce", "-", "--engine", "dask", "-o", tmp_path / "o.npy"],
-                     input=_npy_bytes())  # fmt: skip
+                     input=npy_bytes(np.ones((2, 3, 4), np.float32)))  # fmt: skip
     assert result.exit_code == 2 and "not standard input" in result.stderr
-    result = run_cli(
-        ["reduce", x, "--engine", "dask", "--nan-policy", "raise", "-o", tmp_path / "o.npy"]
-    )
-    assert result.exit_code == 2 and "needs --engine inprocess" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def nan_data(tmp_path_factory, data) -> Path:
+    """x.npy with NaN in valid steps of a few samples (one of them NaN in every step), as
+    one .npy and as three .h5 shards."""
+    d = tmp_path_factory.mktemp("nan")
+    x = np.load(data["dir"] / "x.npy")
+    x[[3, 100, 230], 0, 1] = np.nan
+    x[17] = np.nan  # every step: omission empties it
+    np.save(d / "x.npy", x)
+    start = 0
+    for i, rows in enumerate(SHARDS):
+        with h5py.File(d / f"part{i}.h5", "w") as f:
+            f["x"] = x[start : start + rows]
+        start += rows
+    return d
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["reduce", "-s", "mean", "--nan-policy", "omit", "--empty", "nan"],
+        ["reduce", "-s", "max", "--nan-policy", "omit", "--empty", "zero"],
+        ["pool", "--op", "avg", "--nan-policy", "omit", "--empty", "nan"],
+        ["pool", "--op", "max", "--pool-size", "3", "--nan-policy", "omit"],
+    ],
+    ids=["reduce-mean", "reduce-max", "pool-global", "pool-windows"],
+)
+def test_nan_policy_omit_matches_in_process(run_cli, tmp_path, address, nan_data, extra):
+    inputs = [f"{nan_data}/part{i}.h5:x" for i in range(len(SHARDS))]
+    want = run(run_cli, [extra[0], nan_data / "x.npy", *extra[1:]], tmp_path / "want.npy")
+    dask_args = ["--engine", "dask", "--scheduler", address]
+    got = run(run_cli, [extra[0], *inputs, *extra[1:], *dask_args], tmp_path / "got.npy")
+    assert_same(want, got)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["reduce", "-s", "mean", "--nan-policy", "raise"],
+        ["reduce", "-s", "mean", "--nan-policy", "omit"],  # --empty error: sample 17 emptied
+        ["pool", "--pool-size", "2", "--nan-policy", "raise"],
+    ],
+    ids=["raise", "omit-empties", "raise-windows"],
+)
+def test_nan_policy_errors_match_in_process(run_cli, tmp_path, address, nan_data, extra):
+    inputs = [f"{nan_data}/part{i}.h5:x" for i in range(len(SHARDS))]
+    local = run_cli([extra[0], nan_data / "x.npy", *extra[1:], "-o", tmp_path / "a.npy",
+                     "--chunk-mb", CHUNK])  # fmt: skip
+    remote = run_cli([extra[0], *inputs, *extra[1:], "-o", tmp_path / "b.npy", "--chunk-mb",
+                      CHUNK, "--engine", "dask", "--scheduler", address])  # fmt: skip
+    assert local.exit_code == remote.exit_code == 2
+    assert local.stderr.strip().splitlines()[-1] == remote.stderr.strip().splitlines()[-1]
+    assert "17" in local.stderr and not (tmp_path / "b.npy").exists()
 
 
 def test_unreachable_scheduler_is_one_line(run_cli, tmp_path, data, monkeypatch):
-    monkeypatch.setattr(dask_engine, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(dask_session, "CONNECT_TIMEOUT", "1s")
     result = run_cli(
         ["reduce", data["dir"] / "x.npy", "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9",
          "-o", tmp_path / "o.npy"]
@@ -342,14 +405,6 @@ def test_unreachable_scheduler_is_one_line(run_cli, tmp_path, data, monkeypatch)
     assert result.exit_code == 2
     assert "Error: cannot reach the dask scheduler at tcp://127.0.0.1:9" in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2  # the padding warning, one error
-
-
-def _npy_bytes() -> bytes:
-    import io as stdio
-
-    buf = stdio.BytesIO()
-    np.save(buf, np.ones((2, 3, 4), np.float32))
-    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- local engines
@@ -368,6 +423,8 @@ def test_threaded_scheduler_without_cluster(run_cli, tmp_path, data):
     assert_same(want, got)
 
 
-def test_session_refuses_two_places() -> None:
+def test_engine_choice_refuses_two_places() -> None:
+    from lstmshape import engines
+
     with pytest.raises(InputError, match="not both"):
-        dask_engine.Session(scheduler="tcp://x:1", workers=2)
+        engines.check_choice("dask", "tcp://x:1", 2)

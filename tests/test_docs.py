@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT, SAMPLES
 
 from lstmshape.cli import cli
 
-ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
@@ -23,13 +22,13 @@ def test_every_command_has_a_readme_section_and_help(run_cli, command):
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):
     block = re.search(r"## Python API\n\n```python\n(.*?)```", README, re.S).group(1)
-    (tmp_path / "samples").symlink_to(ROOT / "samples")
+    (tmp_path / "samples").symlink_to(SAMPLES)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["last"].shape == (64, 16)
     assert namespace["pcs"].shape == (64, 40, 4)
-    lengths = np.load(ROOT / "samples" / "post_lengths.npy")
+    lengths = np.load(SAMPLES / "post_lengths.npy")
     assert namespace["packed"].shape == (int(lengths.sum()), 16)
     assert (tmp_path / "out.h5").exists()
 

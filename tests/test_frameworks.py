@@ -6,12 +6,12 @@ torch nor keras.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_npy_bytes
 
 import lstmshape
 from lstmshape.errors import InputError
@@ -68,7 +68,7 @@ def test_cli_reduce_bidirectional_reads_npz_members(run_cli):
         ]
     )
     assert result.exit_code == 0, result.stderr
-    out = np.load(io.BytesIO(result.stdout_bytes))
+    out = load_npy_bytes(result.stdout_bytes)
     np.testing.assert_array_equal(out, _load("torch_packed_bilstm.npz")["h_n_last_layer_concat"])
 
 
@@ -150,7 +150,7 @@ def test_keras_dense_from_weights_file(run_cli, tmp_path):
         ]
     )
     assert result.exit_code == 0, result.stderr
-    np.testing.assert_allclose(np.load(io.BytesIO(result.stdout_bytes)), ref["output"], **CLOSE)
+    np.testing.assert_allclose(load_npy_bytes(result.stdout_bytes), ref["output"], **CLOSE)
     linear = lstmshape.project(ref["x"], ref["kernel"], ref["bias"])
     np.testing.assert_allclose(linear, ref["output_linear"], **CLOSE)
 
@@ -177,5 +177,5 @@ def test_cli_pool_mask_equals_keras_global_average(run_cli):
     path = FIXTURES / "keras_global_avg_masked.npz"
     result = run_cli(["pool", f"{path}:x", "--mask", f"{path}:mask"])
     assert result.exit_code == 0, result.stderr
-    out = np.load(io.BytesIO(result.stdout_bytes))
+    out = load_npy_bytes(result.stdout_bytes)
     np.testing.assert_allclose(out, _load("keras_global_avg_masked.npz")["gap_mask"], **CLOSE)

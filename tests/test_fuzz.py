@@ -10,33 +10,22 @@ replayed from `tests/fuzz_corpus/`.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import random
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_bench
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "fuzz_corpus"
 
 
-def _load_fuzz():
-    spec = importlib.util.spec_from_file_location("lstmshape_bench_fuzz", ROOT / "bench/fuzz.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load_fuzz()
+fuzz = load_bench("fuzz")
 
 # Cases per role: files in the data role go through every command, the others through
 # reduce/project. derandomize: the suite runs the same cases every time (the long run explores).
@@ -56,6 +45,7 @@ def check(case, where: Path, *, noting: bool = False) -> None:
     assert why is None, f"{why}\n{case.describe()}\n{outcome.error}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("role", fuzz.ROLES)
 def test_damaged_inputs_give_success_or_one_error_line(role, seeds):
     @settings(
@@ -198,6 +188,7 @@ def test_a_mask_value_beyond_the_dtype_matches_nothing(run_cli, tmp_path):
 # ----------------------------------------------------------------------------- the harness
 
 
+@pytest.mark.slow
 def test_the_harness_sees_every_kind_of_failure(seeds, tmp_path, monkeypatch):
     """The oracle is not vacuous: an escaped exception, a crash and a hang are all caught."""
     from lstmshape import io as lio

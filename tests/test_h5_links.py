@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from helpers import load_npy_bytes, lstmshape
 
 from lstmshape import io
 from lstmshape.errors import InputError
@@ -86,7 +86,7 @@ def _sep(key: str) -> str:
 def test_allowed_with_the_flag_reads_the_right_file(run_cli, linked, key):
     result = run_cli(["reduce", f"main.h5:{key}", "-s", "mean", "--allow-external", "-o", "-"])
     assert result.exit_code == 0, result.stderr
-    got = np.load(__import__("io").BytesIO(result.stdout_bytes))
+    got = load_npy_bytes(result.stdout_bytes)
     assert got.tolist() == [[VALUES[key]] * 4] * 2
 
 
@@ -142,7 +142,7 @@ def test_a_link_to_a_fifo_is_refused_without_opening_it(tmp_path):
     with h5py.File(tmp_path / "main.h5", "w") as f:
         f["/data"] = h5py.ExternalLink("pipe.h5", "/data")
     result = subprocess.run(
-        [sys.executable, "-m", "lstmshape", "inspect", "main.h5:/data"],
+        lstmshape("inspect", "main.h5:/data"),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -156,8 +156,10 @@ def test_a_dataset_from_another_file_is_refused_even_if_the_path_check_misses(li
     """Defence in depth: the dataset's own file is checked after the link walk."""
     from unittest import mock
 
+    from lstmshape.io import h5_links
+
     with (
-        mock.patch.object(io, "_h5_external_link", return_value=None),
+        mock.patch.object(h5_links, "_h5_external_link", return_value=None),
         pytest.raises(InputError, match=r"main.h5:/elink lives in another file \(.*other.h5\)"),
     ):
         io.load("main.h5:/elink")

@@ -14,6 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
+from helpers import SAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,6 @@ from lstmshape.inspection import (
     rows_per_block,
 )
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 MANIFEST = json.loads((SAMPLES / "manifest.json").read_text(encoding="utf-8"))["arrays"]
 WITH_MASK = [ref for ref, e in MANIFEST.items() if e["mask"] is not None]
 

@@ -20,10 +20,12 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
+from helpers import ROOT, assert_bitwise, evil_array, load_npy_bytes, npy_bytes, sample
 
 from lstmshape import io
 from lstmshape._version import __version__
 from lstmshape.errors import InputError, OutputError
+from lstmshape.io import atomic
 from lstmshape.refs import ArrayRef
 
 IN_FORMATS = ["npy", "npz", "npz-compressed", "h5", "stdin"]
@@ -35,34 +37,9 @@ ZERO_SHAPES = [(0, 5, 3), (4, 0, 3)]
 # ----------------------------------------------------------------------------- helpers
 
 
-def sample(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarray:
-    """Random data of any dtype; floats get a NaN and an -inf so bitwise checks bite."""
-    rng = np.random.default_rng(seed)
-    if dtype == "bool":
-        return rng.random(shape) < 0.5
-    if dtype.startswith("int"):
-        return rng.integers(-1000, 1000, size=shape).astype(dtype)
-    x = (rng.standard_normal(shape) * 100).astype(dtype)
-    if x.size >= 2:
-        x.flat[0], x.flat[-1] = np.nan, -np.inf
-    return x
-
-
-def assert_bitwise(got: np.ndarray, want: np.ndarray) -> None:
-    assert got.dtype == want.dtype
-    assert got.shape == want.shape
-    assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(want).tobytes()
-
-
 class FakeStdin:
     def __init__(self, data: bytes) -> None:
         self.buffer = stdio.BytesIO(data)
-
-
-def npy_bytes(array: np.ndarray, **kwargs: Any) -> bytes:
-    buf = stdio.BytesIO()
-    np.save(buf, array, **kwargs)
-    return buf.getvalue()
 
 
 def write_input(fmt: str, folder: Path, array: np.ndarray, monkeypatch: Any) -> str:
@@ -104,7 +81,7 @@ def read_output(fmt: str, folder: Path, stdout: pytest.CaptureFixture[bytes]) ->
     if fmt == "h5":
         with h5py.File(folder / "out.h5", "r") as f:
             return f["/lstm/output"][()]
-    return np.load(stdio.BytesIO(stdout.readouterr().out), allow_pickle=False)
+    return load_npy_bytes(stdout.readouterr().out)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -140,22 +117,6 @@ def run_h5(here: Path) -> Path:
         f["g/c"] = np.zeros((1, 2, 3), "i4")
         f["a"].attrs["note"] = "kept"
     return path
-
-
-class Exploit:
-    """Unpickling this creates `marker`: proof that a pickle ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return (Path.touch, (self.marker,))
-
-
-def evil_array(marker: Path) -> np.ndarray:
-    array = np.empty(2, dtype=object)
-    array[0], array[1] = Exploit(marker), 1
-    return array
 
 
 # ----------------------------------------------------------------------------- round trips
@@ -572,7 +533,7 @@ def test_disk_full_is_an_output_error_and_leaves_no_file(
     def full(*_: Any) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(io.os, "fsync", full)
+    monkeypatch.setattr(atomic.os, "fsync", full)
     ref = output_ref(out_fmt, tmp_path)
     with pytest.raises(OutputError) as info:
         io.save(np.ones((4, 2)), ref)
@@ -607,7 +568,7 @@ def test_a_refused_temporary_file_is_an_output_error(
     def denied(**_: Any) -> None:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr(io.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", denied)
     for ref in ("x.npy", "x.npz:a", "x.h5:/a"):
         with pytest.raises(OutputError) as info:
             io.save(np.ones(2), ref)
@@ -624,9 +585,8 @@ def test_a_forced_replacement_keeps_the_file_mode(here: Path) -> None:
 
 def test_importing_io_does_not_import_h5py() -> None:
     code = "import sys, lstmshape.io; print('h5py' in sys.modules)"
-    root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert done.stdout.strip() == "False"
 
@@ -655,7 +615,7 @@ def test_a_target_that_appears_meanwhile_is_not_clobbered(tmp_path: Path) -> Non
 
 def test_stdout_gets_a_npy_stream(stdout: pytest.CaptureFixture[bytes]) -> None:
     assert io.save(np.arange(4, dtype="i4"), "-") == "-"
-    assert_bitwise(np.load(stdio.BytesIO(stdout.readouterr().out)), np.arange(4, dtype="i4"))
+    assert_bitwise(load_npy_bytes(stdout.readouterr().out), np.arange(4, dtype="i4"))
 
 
 def test_nothing_reaches_stdout_when_the_first_block_never_comes(

@@ -161,7 +161,7 @@ def test_mask_value_matches_keras_rule(x, value, block):
             else:
                 padding = all(v == target for v in feats)
             valid[i, s] = not padding
-    with mock.patch.object(masks, "_BLOCK_ELEMENTS", block):
+    with mock.patch.object(masks, "BLOCK_ELEMENTS", block):
         check_consistent(build_validity(x, mask_value=value), valid)
         np.testing.assert_array_equal(mask_from_value(x, target), valid)
 

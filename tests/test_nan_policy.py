@@ -8,21 +8,22 @@ number, not NaN.
 
 from __future__ import annotations
 
-import io
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pytest
+from helpers import load_npy_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lstmshape import api
+from lstmshape.checks import count_nans, nan_steps
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity, count_nans, nan_steps
-from lstmshape.strategies import reduce as R
+from lstmshape.masks import Validity
+from lstmshape.strategies import extremes as E
 from lstmshape.strategies.reduce import global_pool, reduce_steps
 from lstmshape.strategies.window import pool_windows, window_bounds
 
@@ -32,10 +33,10 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 # Force every max/min kernel path (row slices, row compression) on small arrays.
 ROW_PATHS = dict(
-    _ROW_SLICE_MIN_F=0,
-    _ROW_SLICE_MIN_ELEMENTS=0,
-    _ROW_COMPRESS_MIN_F=0,
-    _ROW_COMPRESS_MIN_ELEMENTS=0,
+    ROW_SLICE_MIN_F=0,
+    ROW_SLICE_MIN_ELEMENTS=0,
+    ROW_COMPRESS_MIN_F=0,
+    ROW_COMPRESS_MIN_ELEMENTS=0,
 )
 
 
@@ -44,7 +45,7 @@ def kernel_path(name: str):
     if name == "default":
         yield
         return
-    with mock.patch.multiple(R, **ROW_PATHS):
+    with mock.patch.multiple(E, **ROW_PATHS):
         yield
 
 
@@ -268,10 +269,6 @@ def nan_batch(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
-def npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data))
-
-
 @pytest.mark.parametrize(
     "command",
     [
@@ -353,7 +350,7 @@ def test_cli_omit_matches_the_library(run_cli, nan_batch):
             ]
         )
         assert result.exit_code == 0, result.stderr
-        got = npy(result.stdout_bytes)
+        got = load_npy_bytes(result.stdout_bytes)
         assert not np.isnan(got).any()
         np.testing.assert_array_equal(got, want)
 
@@ -375,5 +372,5 @@ def test_cli_omit_names_emptied_samples_by_file_index(run_cli, tmp_path):
 def test_cli_propagate_is_the_default(run_cli, nan_batch):
     args = ["reduce", nan_batch["x"], "-s", "mean", "--lengths", nan_batch["lengths"]]
     result = run_cli([*args, "--empty", "zero", "-o", "-"])
-    got = npy(result.stdout_bytes)
+    got = load_npy_bytes(result.stdout_bytes)
     assert np.isnan(got).any(axis=1).nonzero()[0].tolist() == [3, 17, 35]

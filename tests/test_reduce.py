@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 from lstmshape.errors import InputError
 from lstmshape.masks import Validity, build_validity
-from lstmshape.strategies import reduce as R
+from lstmshape.strategies import extremes as E
 from lstmshape.strategies.reduce import (
     global_pool,
     global_pool_shape,
@@ -32,30 +32,30 @@ HUGE = 10**9
 # Module constants that pick a kernel by shape; forcing each setting runs every kernel on
 # the small arrays hypothesis draws.
 KERNEL_PATHS = {
-    "default": {"_ROW_SLICE_MIN_F": R._ROW_SLICE_MIN_F},
+    "default": {"ROW_SLICE_MIN_F": E.ROW_SLICE_MIN_F},
     "rows": dict(
-        _ROW_SLICE_MIN_F=0,
-        _ROW_SLICE_MIN_ELEMENTS=0,
-        _ROW_COMPRESS_MIN_F=0,
-        _ROW_COMPRESS_MIN_ELEMENTS=0,
-        _F16_BLOCK_ELEMENTS=7,
+        ROW_SLICE_MIN_F=0,
+        ROW_SLICE_MIN_ELEMENTS=0,
+        ROW_COMPRESS_MIN_F=0,
+        ROW_COMPRESS_MIN_ELEMENTS=0,
+        F16_BLOCK_ELEMENTS=7,
     ),
     "features": dict(
-        _ROW_SLICE_MIN_F=HUGE,
-        _ROW_COMPRESS_MIN_F=HUGE,
-        _FEATURE_LOOP_MAX_F=HUGE,
-        _FILLED_MAX_F=HUGE,
-        _CACHE_BLOCK_ELEMENTS=5,
+        ROW_SLICE_MIN_F=HUGE,
+        ROW_COMPRESS_MIN_F=HUGE,
+        FEATURE_LOOP_MAX_F=HUGE,
+        FILLED_MAX_F=HUGE,
+        CACHE_BLOCK_ELEMENTS=5,
     ),
     "where": dict(
-        _ROW_SLICE_MIN_F=HUGE, _ROW_COMPRESS_MIN_F=HUGE, _FEATURE_LOOP_MAX_F=-1, _FILLED_MAX_F=-1
+        ROW_SLICE_MIN_F=HUGE, ROW_COMPRESS_MIN_F=HUGE, FEATURE_LOOP_MAX_F=-1, FILLED_MAX_F=-1
     ),
 }
 
 
 @contextmanager
 def kernel_path(name: str):
-    with mock.patch.multiple(R, **KERNEL_PATHS[name]):  # type: ignore[arg-type]
+    with mock.patch.multiple(E, **KERNEL_PATHS[name]):  # type: ignore[arg-type]
         yield
 
 

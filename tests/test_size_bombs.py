@@ -14,12 +14,10 @@ or whose address space is limited:
 
 from __future__ import annotations
 
-import io
 import os
 import resource
 import struct
 import subprocess
-import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -27,14 +25,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import lstmshape, npy_header, peak_rss
+
+pytestmark = pytest.mark.slow  # real processes throughout
 
 GIB = 2**30
 HUGE = (10**6, 1000, 1000)  # 4 TB of float32
 BOMB = (2048, 256, 256)  # 512 MiB of float32, a few hundred KB on disk
-
-
-def lstmshape(*args: object) -> list[str]:
-    return [sys.executable, "-m", "lstmshape", *(str(a) for a in args)]
 
 
 def run_limited(args: list[str], *, cwd: Path, address_space: int = 2 * GIB, **kwargs):
@@ -46,50 +43,6 @@ def run_limited(args: list[str], *, cwd: Path, address_space: int = 2 * GIB, **k
     return subprocess.run(
         args, cwd=cwd, capture_output=True, preexec_fn=limit, timeout=120, **kwargs
     )
-
-
-# Runs the CLI and writes its peak resident set (VmHWM, reset at exec, so nothing of the
-# parent's memory counts) to the file named by the first argument.
-_MEASURED = """
-import atexit, sys
-from pathlib import Path
-
-report, sys.argv = sys.argv[1], ["lstmshape", *sys.argv[2:]]
-
-def record():
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            Path(report).write_text(line.split()[1])
-
-atexit.register(record)
-from lstmshape.cli import main
-main()
-"""
-
-
-def peak_rss(args: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """(exit code, stderr, peak resident set in bytes) of `python -m lstmshape ARGS`."""
-    assert args[:3] == [sys.executable, "-m", "lstmshape"]
-    report = cwd / f".rss-{os.getpid()}-{id(args)}"
-    try:
-        result = subprocess.run(
-            [sys.executable, "-c", _MEASURED, report, *args[3:]],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        return result.returncode, result.stderr, int(report.read_text()) * 1024
-    finally:
-        report.unlink(missing_ok=True)
-
-
-def npy_header(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
-    buf = io.BytesIO()
-    fields = {"descr": descr, "fortran_order": False, "shape": shape}
-    np.lib.format.write_array_header_1_0(buf, fields)
-    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- lying headers

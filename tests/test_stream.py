@@ -6,8 +6,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import subprocess
-import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -15,11 +13,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import lstmshape, npy_header, peak_rss
 
-from lstmshape import api, io, readers, stream
-from lstmshape.masks import Validity, build_validity
-from lstmshape.strategies.project import PcaAccumulator
-from lstmshape.stream import MaskSpec, run_plan
+from lstmshape import api, blocks, gather, io
+from lstmshape.errors import InputError
+from lstmshape.io.blocks import Reader
+from lstmshape.io.h5_readers import ChunkedFile
+from lstmshape.io.npy import FileArray
+from lstmshape.io.npz import ZipStream
+from lstmshape.masks import MaskSpec, Validity, build_validity
+from lstmshape.strategies.pca import PcaAccumulator
+from lstmshape.stream import run_plan
 
 N, T, F = 7, 5, 4
 ROW = T * F * 4  # bytes of one float32 sample
@@ -125,7 +129,7 @@ def _stream(
         if not maps and hasattr(source.reader, "maps"):
             source.reader.maps = False
         run_plan(source, plan, spec, sink, chunk_bytes=chunk)
-    plan.finish()
+
     return sink.result()
 
 
@@ -193,7 +197,7 @@ def test_mask_value_streams_every_block(tmp_path: Path) -> None:
     plan = api.plan_reduce(x.shape, x.dtype, "last", empty="zero")
     for chunk in CHUNKS:
         with io.open_array(ref) as source:
-            assert not stream.can_gather(source, plan, MaskSpec(mask_value=0.0))
+            assert not gather.can_gather(source, plan, MaskSpec(mask_value=0.0))
         got = _stream(ref, plan, MaskSpec(mask_value=0.0), chunk)
         np.testing.assert_array_equal(got, expected)
 
@@ -219,7 +223,7 @@ def test_project_streamed_equals_in_memory(tmp_path: Path, fmt: str, layout: str
         bias,
         activation="tanh",
         layout=layout,
-        zero_padding=True,
+        masked=True,
     )
     for chunk in CHUNKS:
         got = _stream(ref, plan, _spec(mask, layout), chunk)
@@ -237,7 +241,7 @@ def test_pca_two_passes_equal_in_memory(tmp_path: Path, fmt: str, layout: str) -
     for chunk in CHUNKS:
         accumulator = PcaAccumulator(F)
         with io.open_array(ref) as source:
-            for _, _, block, validity in stream.iter_blocks(
+            for _, _, block, validity in blocks.iter_blocks(
                 source, layout, spec, chunk_bytes=chunk
             ):
                 accumulator.update(block, validity)
@@ -248,7 +252,7 @@ def test_pca_two_passes_equal_in_memory(tmp_path: Path, fmt: str, layout: str) -
             basis.components,
             basis.bias,
             layout=layout,
-            zero_padding=True,
+            masked=True,
         )
         np.testing.assert_allclose(_stream(ref, plan, spec, chunk), expected, atol=1e-5)
 
@@ -263,7 +267,7 @@ def _full_read(plan: api.Plan) -> api.Plan:
 class NoBlocks:
     """Wraps a reader; block reads fail, so only the row path can have run."""
 
-    def __init__(self, reader: readers.Reader) -> None:
+    def __init__(self, reader: Reader) -> None:
         self._reader = reader
         self.rows = 0
 
@@ -297,7 +301,7 @@ def test_gather_reads_rows_only_and_equals_full_read(tmp_path: Path, fmt: str, l
                 )
                 for chunk in (1, 3 * F * 4, 1 << 20):
                     with io.open_array(ref) as source:
-                        assert stream.can_gather(source, plan, spec)
+                        assert gather.can_gather(source, plan, spec)
                         spy = NoBlocks(source.reader)
                         source._reader = spy
                         gathered = ListSink()
@@ -320,7 +324,7 @@ def test_gather_falls_back_for_compressed_members(tmp_path: Path) -> None:
     plan = api.plan_reduce(x.shape, x.dtype, "last")
     spec = _spec(MASKS["post"], "ntf")
     with io.open_array(ref) as source:
-        assert not stream.can_gather(source, plan, spec)
+        assert not gather.can_gather(source, plan, spec)
     plan = api.plan_reduce(x.shape, x.dtype, "last", empty="zero")
     got = _stream(ref, plan, spec, 2 * ROW)
     expected = api.reduce(x, "last", lengths=MASKS["post"]["lengths"], empty="zero")
@@ -355,7 +359,7 @@ def test_unwritten_chunks_read_as_the_fill_value(tmp_path: Path) -> None:
         dset[2:4] = 1.0
         expected = dset[()]
     with io.open_array(str(path)) as source:
-        assert isinstance(source.reader, readers.ChunkedFile)
+        assert isinstance(source.reader, ChunkedFile)
         out = np.empty((N, T, F), np.float32)
         source.reader.read_into(0, N, 0, out)
         np.testing.assert_array_equal(out, expected)
@@ -377,7 +381,7 @@ def test_whole_sample_chunks_read_in_place(tmp_path: Path, in_order: bool) -> No
             dset[lo : lo + 3] = x[lo : lo + 3]
     with io.open_array(str(path)) as source:
         reader = source.reader
-        assert isinstance(reader, readers.ChunkedFile)
+        assert isinstance(reader, ChunkedFile)
         assert (reader.contiguous is not None) == in_order
         assert reader.maps == in_order
         for start, stop in [(0, 7), (1, 5), (6, 7)]:
@@ -399,7 +403,7 @@ def test_deflated_member_reads_backwards_and_time_major(tmp_path: Path) -> None:
     x = _data(10)
     ref = _write(x, "npz-deflated", tmp_path / "in")
     with io.open_array(ref) as source:
-        assert isinstance(source.reader, readers.ZipStream)
+        assert isinstance(source.reader, ZipStream)
         np.testing.assert_array_equal(source.read(4, 6), x[4:6])
         np.testing.assert_array_equal(source.read(1, 2), x[1:2])  # reopens the member
         np.testing.assert_array_equal(source.read(1, 3, axis=1), x[:, 1:3])  # spills once
@@ -414,10 +418,10 @@ def test_truncated_file_is_an_input_error(tmp_path: Path) -> None:
     with io.open_array(str(path)) as source:
         os.truncate(path, path.stat().st_size - ROW)
         out = np.empty_like(x)
-        with pytest.raises(io.InputError, match="truncated"):
+        with pytest.raises(InputError, match="truncated"):
             source.reader.read_into(0, N, 0, out)
         plan = api.plan_reduce(x.shape, x.dtype, "mean")
-        with pytest.raises(io.InputError, match="truncated"):  # not mapped: no SIGBUS
+        with pytest.raises(InputError, match="truncated"):  # not mapped: no SIGBUS
             run_plan(source, plan, MaskSpec(), ListSink(), chunk_bytes=3 * ROW)
 
 
@@ -433,7 +437,7 @@ def test_cached_blocks_are_mapped_and_released(tmp_path: Path) -> None:
             reader.unmap_block(start, stop, axis)
             np.testing.assert_array_equal(block, np.take(x, range(start, stop), axis=axis))
     os.truncate(tmp_path / "in.npy", 200)
-    with pytest.raises(io.InputError, match="truncated"), io.open_array(ref) as source:
+    with pytest.raises(InputError, match="truncated"), io.open_array(ref) as source:
         pass
 
 
@@ -462,12 +466,12 @@ def test_joined_inputs_stream_through_their_readers(tmp_path: Path, layout: str)
             for chunk in (1, 2 * ROW, 1 << 20):
                 sink = ListSink()
                 with open_sources(ref, layout) as source:
-                    assert stream._reader_of(source) is not None
+                    assert blocks.reader_of(source) is not None
                     run_plan(source, _full_read(plan), _spec(mask, layout), sink, chunk_bytes=chunk)
                 np.testing.assert_array_equal(sink.result(), expected)
     rows = np.array([0, 9, 34, 12, 20])
     with open_sources(ref, layout) as source:
-        reader = stream._reader_of(source)
+        reader = blocks.reader_of(source)
         out = np.empty((rows.size, F), np.float32)
         reader.read_rows(rows, out)
         np.testing.assert_array_equal(out, stored.reshape(-1, F)[rows])
@@ -492,10 +496,10 @@ def test_stopping_early_ends_the_reader_thread(tmp_path: Path, maps: bool) -> No
     ref = _write(x, "npy", tmp_path / "in")
     with io.open_array(ref) as source:
         source.reader.maps = maps
-        blocks = stream.iter_blocks(source, "ntf", MaskSpec(), chunk_bytes=ROW)
-        _, _, first, _ = next(blocks)
+        produced = blocks.iter_blocks(source, "ntf", MaskSpec(), chunk_bytes=ROW)
+        _, _, first, _ = next(produced)
         np.testing.assert_array_equal(first, x[:1])
-        blocks.close()
+        produced.close()
     assert not [t for t in threading.enumerate() if t.name == "lstmshape-read"]
 
 
@@ -505,7 +509,7 @@ def test_stored_member_reads_at_its_offset(tmp_path: Path) -> None:
     with zipfile.ZipFile(ref.split(":")[0]) as zf:
         assert zf.getinfo("x.npy").compress_type == zipfile.ZIP_STORED
     with io.open_array(ref) as source:
-        assert isinstance(source.reader, readers.FileArray)
+        assert isinstance(source.reader, FileArray)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -541,6 +545,7 @@ def test_cli_streams_into_outputs_larger_than_one_block(tmp_path: Path, run_cli)
             np.testing.assert_allclose(io.load(str(out)), expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_peak_rss_stays_below_the_input_size(tmp_path: Path) -> None:
     """A 256 MiB input reduced with 4 MiB blocks: a whole-file load (or a memory map that the
     kernel touches) would hold 256 MiB; the streamed run stays far below."""
@@ -548,9 +553,7 @@ def test_peak_rss_stays_below_the_input_size(tmp_path: Path) -> None:
     path = tmp_path / "big.npy"
     block = np.random.default_rng(14).standard_normal((64, t, f)).astype(np.float32)
     with path.open("wb") as fh:
-        np.lib.format.write_array_header_1_0(
-            fh, {"descr": "<f4", "fortran_order": False, "shape": (n, t, f)}
-        )
+        fh.write(npy_header((n, t, f)))
         for _ in range(n // 64):
             fh.write(block.tobytes())
     size_mb = path.stat().st_size / 2**20
@@ -560,46 +563,12 @@ def test_peak_rss_stays_below_the_input_size(tmp_path: Path) -> None:
         ["--strategy", "max"],
     ]
     for extra in runs:
-        peak_mb = _peak_rss_mb(
-            [
-                sys.executable,
-                "-m",
-                "lstmshape",
-                "reduce",
-                path,
-                *extra,
-                "--chunk-mb",
-                "4",
-                "-o",
-                tmp_path / "out.npy",
-                "--force",
-                "-q",
-            ]
+        args = lstmshape(
+            "reduce", path, *extra, "--chunk-mb", "4", "-o", tmp_path / "out.npy", "--force", "-q"
         )
+        code, err, rss = peak_rss(args)
+        assert code == 0, err
+        peak_mb = rss / 2**20
         assert peak_mb < size_mb / 2, f"peak RSS {peak_mb:.0f} MiB for a {size_mb:.0f} MiB input"
     out = np.load(tmp_path / "out.npy")
     np.testing.assert_array_equal(out[:64], block.max(axis=1))
-
-
-# A direct child's ru_maxrss starts at the parent's resident set (fork copies it, and exec
-# keeps the high-water mark), so a small launcher forks the measured process and reports it.
-_LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(usage.ru_maxrss)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def _peak_rss_mb(args: list) -> float:
-    """Peak resident set of a command, in MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    if not hasattr(os, "wait4") or not hasattr(os, "fork"):
-        pytest.skip("os.fork and os.wait4 are needed to read a child's peak RSS")
-    launch = [sys.executable, "-c", _LAUNCHER, *(str(a) for a in args)]
-    done = subprocess.run(launch, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    scale = 1 / 1024 if sys.platform == "darwin" else 1
-    return int(done.stdout.split()[-1]) * scale / 1024

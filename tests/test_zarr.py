@@ -1,4 +1,4 @@
-"""lstmshape.zarr_io through lstmshape.io: `.zarr` stores read and written like other formats.
+"""lstmshape.io.zarr and zarr_sink: `.zarr` stores read and written like other formats.
 
 Stores are written with zarr directly where the reader is under test, and read back with
 zarr directly where the writer is, so both sides are checked against the library.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_bitwise, sample
 
 zarr = pytest.importorskip("zarr")
 
@@ -24,22 +25,6 @@ from lstmshape.errors import InputError, OutputError  # noqa: E402
 from lstmshape.refs import ArrayRef, parse_ref  # noqa: E402
 
 DTYPES = ["float16", "float32", "float64", "int32", "bool"]
-
-
-def sample(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if dtype == "bool":
-        return rng.random(shape) < 0.5
-    if dtype.startswith("int"):
-        return rng.integers(-1000, 1000, size=shape).astype(dtype)
-    x = (rng.standard_normal(shape) * 100).astype(dtype)
-    if x.size >= 2:
-        x.flat[0], x.flat[-1] = np.nan, -np.inf
-    return x
-
-
-def bitwise(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
 @pytest.fixture
@@ -79,23 +64,23 @@ def test_read_root_array_bitwise(tmp_path: Path, dtype: str) -> None:
     ] = x
     with io.open_array(str(tmp_path / "a.zarr")) as src:
         assert src.shape == x.shape and src.dtype == x.dtype and src.nbytes == x.nbytes
-        assert bitwise(src.read_all(), x)
-        assert bitwise(src.read(2, 5), x[2:5])
-        assert bitwise(src.read(1, 3, axis=1), x[:, 1:3])
+        assert_bitwise(src.read_all(), x)
+        assert_bitwise(src.read(2, 5), x[2:5])
+        assert_bitwise(src.read(1, 3, axis=1), x[:, 1:3])
         assert src.read(6, 99).shape == (1, 4, 3)
         assert src.read(5, 2).shape == (0, 4, 3)
-    assert bitwise(io.load(str(tmp_path / "a.zarr")), x)
+    assert_bitwise(io.load(str(tmp_path / "a.zarr")), x)
 
 
 def test_read_keys_in_groups(store: Path) -> None:
     want = zarr.open_array(str(store), path="lstm/out", mode="r")[:]
     for key in ("/lstm/out", "lstm/out", "/lstm/out/"):
-        assert bitwise(io.load(f"{store}:{key}"), want)
+        assert_bitwise(io.load(f"{store}:{key}"), want)
     with io.open_array(f"{store}:lstm/out") as src:
         assert src.info.ref == ArrayRef(str(store), "/lstm/out")
         assert src.info.format == "zarr"
         assert src.info.chunks == (3, 2, 2)
-        assert bitwise(src.read(1, 4, axis=1), want[:, 1:4])
+        assert_bitwise(src.read(1, 4, axis=1), want[:, 1:4])
 
 
 def test_only_array_needs_no_key(tmp_path: Path) -> None:
@@ -190,14 +175,14 @@ def test_save_round_trip_bitwise(tmp_path: Path, dtype: str) -> None:
     assert io.save(x, str(tmp_path / "o.zarr")) == str(tmp_path / "o.zarr")
     got = zarr.open_array(str(tmp_path / "o.zarr"), mode="r")
     assert got.metadata.zarr_format == 3
-    assert bitwise(np.asarray(got[:]), x)
+    assert_bitwise(np.asarray(got[:]), x)
 
 
 @pytest.mark.parametrize("shape", [(), (0, 3), (3, 0, 2), (5,)])
 def test_save_odd_shapes(tmp_path: Path, shape: tuple[int, ...]) -> None:
     x = np.arange(int(np.prod(shape)), dtype="f4").reshape(shape)
     io.save(x, str(tmp_path / "o.zarr"))
-    assert bitwise(io.load(str(tmp_path / "o.zarr")), x)
+    assert_bitwise(io.load(str(tmp_path / "o.zarr")), x)
 
 
 def test_block_writes_along_axis_one_chunk_per_block(tmp_path: Path) -> None:
@@ -208,7 +193,7 @@ def test_block_writes_along_axis_one_chunk_per_block(tmp_path: Path) -> None:
             sink.write(start, x[:, start : start + 4], axis=1)
     got = zarr.open_array(str(tmp_path / "o.zarr"), path="pool/max", mode="r")
     assert got.chunks == (3, 4, 2)
-    assert bitwise(np.asarray(got[:]), x)
+    assert_bitwise(np.asarray(got[:]), x)
 
 
 def test_provenance_attrs_match_h5(tmp_path: Path) -> None:
@@ -228,7 +213,7 @@ def test_new_keys_keep_other_arrays_and_replace_needs_force(store: Path) -> None
     io.save(np.ones(3), f"{store}:/top")
     keys = [i.ref.key for i in io.list_arrays(str(store))]
     assert keys == ["/lengths", "/lstm/out", "/reduced/mean", "/top"]
-    assert bitwise(io.load(f"{store}:/lstm/out"), before)
+    assert_bitwise(io.load(f"{store}:/lstm/out"), before)
     with pytest.raises(InputError, match=r"/top exists; use --force"):
         io.save(np.ones(3), f"{store}:/top")
     io.save(np.full(5, 7.0), f"{store}:/top", force=True)

@@ -27,260 +27,28 @@ the workers in blocks.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from lstmshape.api import Plan
-from lstmshape.errors import InputError
-from lstmshape.masks import Validity, describe_empty
-from lstmshape.refs import ArrayRef
-from lstmshape.strategies.project import PcaAccumulator, PcaBasis
-from lstmshape.stream import DEFAULT_CHUNK_BYTES, MaskSpec, rows_per_block
+from lstmshape.blocks import DEFAULT_CHUNK_BYTES
+from lstmshape.checks import RunTally
+from lstmshape.engines.dask_inputs import input_array
+from lstmshape.engines.dask_session import Session
+from lstmshape.masks import MaskSpec, Validity
+from lstmshape.plan import Plan
+from lstmshape.strategies.pca import PcaAccumulator, PcaBasis
+from lstmshape.stream import join_extras
 
 Array = npt.NDArray[Any]
 
 __all__ = ["Session", "fit_pca", "input_array", "merge_accumulators", "run_plan"]
 
-#: How many blocks per worker are in flight when results come back here in order.
-BLOCKS_PER_WORKER = 2
 #: Partial PCA accumulators merged per task of the tree reduction.
 MERGE_EVERY = 8
-#: How long to try reaching a --scheduler address.
-CONNECT_TIMEOUT = "10s"
-
-
-# ----------------------------------------------------------------------------- the cluster
-
-
-class Session:
-    """Where the work runs: a `dask.distributed` Client (`scheduler` address, or a
-    LocalCluster of `workers` processes, one thread each), else dask's threaded scheduler
-    in this process. Started on first use; `close()` stops what it started."""
-
-    def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
-        if scheduler and workers:
-            raise InputError("give --scheduler (a running cluster) or --workers, not both")
-        self.scheduler = scheduler
-        self.workers = workers
-        self._client: Any = None
-        self._cluster: Any = None
-
-    @property
-    def client(self) -> Any:
-        """The distributed Client, connected on first use; None for the threaded scheduler."""
-        if self._client is None and (self.scheduler or self.workers):
-            self._connect()
-        return self._client
-
-    def _connect(self) -> None:
-        from distributed import Client, LocalCluster
-
-        if self.scheduler:
-            try:
-                self._client = Client(self.scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
-            except (OSError, TimeoutError) as exc:
-                reason = " ".join(str(exc).split()) or type(exc).__name__
-                raise InputError(
-                    f"cannot reach the dask scheduler at {self.scheduler}: {reason}"
-                ) from None
-            return
-        saved = dict(os.environ)
-        try:
-            self._cluster = LocalCluster(
-                n_workers=self.workers,
-                processes=True,
-                threads_per_worker=1,
-                dashboard_address=":0",
-                silence_logs=logging.ERROR,
-            )
-        finally:  # distributed sets MALLOC_TRIM_THRESHOLD_, OMP_NUM_THREADS, ... for its
-            os.environ.clear()  # workers in this process's environment; keep ours as it was
-            os.environ.update(saved)
-        self._client = Client(self._cluster, set_as_default=False)
-
-    @property
-    def n_workers(self) -> int:
-        client = self.client
-        if client is None:
-            return os.cpu_count() or 1
-        return max(1, len(client.scheduler_info().get("workers", {})))
-
-    def compute(self, collections: Sequence[Any]) -> list[Any]:
-        """Compute dask collections together (shared inputs are read once)."""
-        if not collections:
-            return []
-        client = self.client
-        if client is None:
-            import dask
-
-            return list(dask.compute(*collections, scheduler="threads"))
-        futures = client.compute(list(collections))
-        try:
-            return list(client.gather(futures))
-        finally:
-            client.cancel(futures)
-
-    def ordered(self, items: Iterable[Sequence[Any]]) -> Iterator[list[Any]]:
-        """Compute each item (a list of collections) and yield the results in order, with
-        at most `BLOCKS_PER_WORKER * n_workers` items in flight."""
-        window = BLOCKS_PER_WORKER * self.n_workers
-        client = self.client
-        if client is None:
-            batch: list[Sequence[Any]] = []
-            for item in items:
-                batch.append(item)
-                if len(batch) >= window:
-                    yield from self._threaded(batch)
-                    batch = []
-            yield from self._threaded(batch)
-            return
-        pending: deque[Any] = deque()
-        try:
-            for item in items:
-                pending.append(client.compute(list(item)))
-                if len(pending) >= window:
-                    yield list(client.gather(pending.popleft()))
-            while pending:
-                yield list(client.gather(pending.popleft()))
-        finally:
-            for futures in pending:
-                client.cancel(futures)
-
-    @staticmethod
-    def _threaded(batch: list[Sequence[Any]]) -> Iterator[list[Any]]:
-        if not batch:
-            return
-        import dask
-
-        flat = [c for item in batch for c in item]
-        results = iter(dask.compute(*flat, scheduler="threads"))
-        for item in batch:
-            yield [next(results) for _ in item]
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        cluster, self._cluster = self._cluster, None
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-class _FileBlocks:
-    """One stored array as dask sees it (`shape`, `dtype`, `x[selection]`), opening the
-    file in the task that reads and closing it before returning the block."""
-
-    def __init__(self, ref: ArrayRef, shape: tuple[int, ...], dtype: Any, axis: int) -> None:
-        self.ref = ref
-        self.shape = shape
-        self.dtype = np.dtype(dtype)
-        self.ndim = len(shape)
-        self.axis = axis
-        # --allow-external (HDF5 external links) is a context variable of this process;
-        # the worker that reads needs the same answer.
-        from lstmshape import io
-
-        flag = getattr(io, "_allow_external", None)
-        self.allow_external = bool(flag.get()) if flag is not None else False
-
-    def __getitem__(self, selection: Any) -> Array:
-        from lstmshape import io
-
-        sel = selection if isinstance(selection, tuple) else (selection,)
-        sel = sel + (slice(None),) * (self.ndim - len(sel))
-        along = sel[self.axis]
-        allowing = getattr(io, "allow_external", None)
-        scope = allowing(self.allow_external) if allowing else contextlib.nullcontext()
-        with scope, io.open_array(self.ref) as source:
-            block = source.read(along.start or 0, along.stop, axis=self.axis)
-        rest = tuple(slice(None) if i == self.axis else s for i, s in enumerate(sel))
-        return np.asarray(block[rest])
-
-
-def _parts(source: Any) -> list[tuple[ArrayRef, Any]]:
-    """(ref, open source) of every file behind `source` (a MultiSource has several)."""
-    sources = getattr(source, "sources", None)
-    refs = getattr(source, "refs", None)
-    if sources is not None and refs is not None:
-        return list(zip(refs, sources, strict=True))
-    return [(source.info.ref, source)]
-
-
-def _absolute(ref: ArrayRef) -> ArrayRef:
-    if ref.is_stdio:
-        raise InputError("--engine dask needs input files the workers can open, not standard input")
-    return ArrayRef(str(Path(ref.path).absolute()), ref.key)
-
-
-def _part_array(ref: ArrayRef, part: Any, axis: int, rows: int) -> Any:
-    import dask.array as da
-    from dask.base import tokenize
-
-    shape = tuple(int(s) for s in part.shape)
-    ref = _absolute(ref)
-    if getattr(part.info, "format", None) == "zarr":
-        rows = _zarr_rows(rows, part.info.chunks, axis)
-        chunks = tuple(rows if i == axis else max(s, 1) for i, s in enumerate(shape))
-        key = (ref.key or "").strip("/") or None
-        return da.from_zarr(ref.path, component=key, chunks=chunks, inline_array=True)
-    chunks = tuple(rows if i == axis else max(s, 1) for i, s in enumerate(shape))
-    try:
-        stamp = Path(ref.path).stat().st_mtime_ns
-    except OSError:
-        stamp = 0
-    reader = _FileBlocks(ref, shape, part.dtype, axis)
-    name = "lstmshape-read-" + tokenize(str(ref), stamp, shape, str(part.dtype), chunks)
-    return da.from_array(
-        reader,
-        chunks=chunks,
-        name=name,
-        lock=False,
-        asarray=False,
-        inline_array=True,
-        meta=np.empty((0,) * len(shape), dtype=part.dtype),
-    )
-
-
-def _zarr_rows(rows: int, stored: tuple[int, ...] | None, axis: int) -> int:
-    """Block rows aligned with the store's chunks along N, so no task decompresses a chunk
-    that another task reads too: a multiple of the stored chunk, or one stored chunk."""
-    if not stored or axis >= len(stored) or stored[axis] < 1:
-        return rows
-    per_chunk = int(stored[axis])
-    return max(1, rows // per_chunk) * per_chunk
-
-
-def input_array(source: Any, layout: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Any:
-    """The input as a batch-first dask array, chunked along N only (about `chunk_bytes`
-    per chunk, every T and F whole; chunks never straddle two files)."""
-    import dask.array as da
-
-    ndim = len(source.shape)
-    axis = 1 if layout == "tnf" and ndim == 3 else 0
-    shape = tuple(int(s) for s in source.shape)
-    shape_ntf = (shape[1], shape[0], *shape[2:]) if axis == 1 else shape
-    rows = rows_per_block(shape_ntf, np.dtype(source.dtype).itemsize, chunk_bytes)
-    arrays = [_part_array(ref, part, axis, rows) for ref, part in _parts(source)]
-    x = arrays[0] if len(arrays) == 1 else da.concatenate(arrays, axis=axis)
-    return x.transpose(1, 0, 2) if axis == 1 else x
 
 
 # ----------------------------------------------------------------------------- masks
@@ -320,19 +88,16 @@ def _block(
     spec: MaskSpec,
     pad_side: str,
 ) -> Array:
-    """One block: the plan's output ('out'), its window mask ('extra') or the flags of
-    samples without a valid step ('empty'). The plan is the last positional argument."""
+    """One block: the plan's output ('out'), its side output ('extra') or its check table
+    ('checks', see `checks.screen`). The plan is the last positional argument."""
     *masks, plan = args
     validity = _block_validity(x_ntf, tuple(masks), kind, spec, pad_side)
-    if what == "empty":
-        flags = np.zeros(x_ntf.shape[0], dtype=bool)
-        flags[validity.empty_samples()] = True
-        return flags
     if what == "extra":  # the window mask needs no features: a kernel run on F = 0
-        _, extra = plan.apply(x_ntf[..., :0], validity)
-        return extra  # type: ignore[no-any-return]
-    out, _ = plan.apply(x_ntf, validity)
-    return out
+        return plan.apply(x_ntf[..., :0], validity).extra  # type: ignore[no-any-return]
+    result = plan.apply(x_ntf, validity)
+    if what == "checks":
+        return np.zeros((x_ntf.shape[0], 3), np.int64) if result.checks is None else result.checks
+    return result.out  # type: ignore[no-any-return]
 
 
 def _blockwise(
@@ -379,19 +144,6 @@ def _blockwise(
 # ----------------------------------------------------------------------------- running
 
 
-def _refuse_stateful(plan: Plan) -> None:
-    """NaN policies whose checks count over the whole input in one process (`Plan.finish`)
-    cannot see blocks run on workers."""
-    policy = plan.options.get("nan_policy", "propagate")
-    if policy == "raise" or (policy == "omit" and plan.rejects_empty):
-        what = "--nan-policy raise" if policy == "raise" else "--nan-policy omit --empty error"
-        raise InputError(f"{what} needs --engine inprocess (its checks span the whole input)")
-
-
-def _out_axis(plan: Plan) -> int:
-    return 1 if plan.keeps_time and plan.layout == "tnf" and len(plan.out_shape) == 3 else 0
-
-
 def _delayed_plan(plan: Plan) -> Any:
     """The plan as one graph key, sent to each worker once rather than with every task."""
     import dask
@@ -413,7 +165,6 @@ def run_plan(
 
     Returns the (N, T') output mask of windowed pooling, or None.
     """
-    _refuse_stateful(plan)
     layout = plan.layout if len(plan.in_shape) == 3 else "ntf"
     x_ntf = input_array(source, layout, chunk_bytes)
     n_chunks = x_ntf.chunks[0]
@@ -423,61 +174,44 @@ def run_plan(
     pad_side = spec.validity.pad_side if spec.validity is not None else "post"
     common: dict[str, Any] = {"kind": kind, "spec": spec, "pad_side": pad_side}
     plan_arg = _delayed_plan(plan)
-    out_axis = _out_axis(plan)
-    out = _blockwise(
-        x_ntf,
-        plan_arg,
-        mask_args,
-        what="out",
-        out_shape=plan.out_shape,
-        out_axis=out_axis,
-        dtype=plan.out_dtype,
-        **common,
-    )
+
+    def blockwise(what: str, shape: tuple[int, ...], axis: int, dtype: Any) -> Any:
+        return _blockwise(
+            x_ntf,
+            plan_arg,
+            mask_args,
+            what=what,
+            out_shape=shape,
+            out_axis=axis,
+            dtype=dtype,
+            **common,
+        )
+
+    out = blockwise("out", plan.out_shape, plan.out_axis, plan.out_dtype)
     extra = None
-    if plan.mask_out_shape is not None:
-        extra = _blockwise(
-            x_ntf,
-            plan_arg,
-            mask_args,
-            what="extra",
-            out_shape=plan.mask_out_shape,
-            out_axis=0,
-            dtype=bool,
-            **common,
-        )
-    flags = None
-    if plan.rejects_empty and spec.validity is None:
-        flags = _blockwise(
-            x_ntf,
-            plan_arg,
-            mask_args,
-            what="empty",
-            out_shape=(x_ntf.shape[0],),
-            out_axis=0,
-            dtype=bool,
-            **common,
-        )
+    if plan.extra_shape is not None:
+        extra = blockwise("extra", plan.extra_shape, 0, bool)
+    checks = None
+    if plan.nan_policy != "propagate" or (plan.rejects_empty and spec.validity is None):
+        checks = blockwise("checks", (x_ntf.shape[0], 3), 0, np.int64)
     if hasattr(sink, "zarr_array"):
-        extras, empty = _store_to_zarr(session, sink, out, extra, flags, out_axis)
+        extras, tables = _store_to_zarr(session, sink, out, extra, checks, plan.out_axis)
         if on_block is not None:
             on_block(int(source.nbytes))
     else:
-        extras, empty = _write_in_order(
-            session, sink, out, extra, flags, out_axis, source, on_block
+        extras, tables = _write_in_order(
+            session, sink, out, extra, checks, plan.out_axis, source, on_block
         )
-    if empty is not None and empty.any():
-        raise InputError(describe_empty(np.flatnonzero(empty)))
-    if plan.mask_out_shape is None:
-        return None
-    if not extras:
-        return np.zeros(plan.mask_out_shape, dtype=bool)
-    return np.concatenate(extras, axis=0)
+    tally = RunTally()
+    for start, table in zip(np.cumsum((0, *n_chunks)), tables, strict=False):
+        tally.add(table, int(start))
+    tally.check()
+    return join_extras(plan, extras)
 
 
 def _store_to_zarr(
     session: Session, sink: Any, out: Any, extra: Any, flags: Any, out_axis: int
-) -> tuple[list[Array], Array | None]:
+) -> tuple[list[Array], list[Array]]:
     """The workers write their blocks into the sink's temporary Zarr store."""
     import dask.array as da
 
@@ -490,8 +224,8 @@ def _store_to_zarr(
     results = session.compute(wanted)[1:]
     sink.mark_written()
     extras = [results.pop(0)] if extra is not None else []
-    empty = results.pop(0) if flags is not None else None
-    return extras, empty
+    tables = [results.pop(0)] if flags is not None else []
+    return extras, tables
 
 
 def _write_in_order(
@@ -503,7 +237,7 @@ def _write_in_order(
     out_axis: int,
     source: Any,
     on_block: Callable[[int], None] | None,
-) -> tuple[list[Array], Array | None]:
+) -> tuple[list[Array], list[Array]]:
     """Blocks computed on the cluster a few at a time, written here in order."""
     n_blocks = len(out.chunks[out_axis])
     lead = (slice(None),) * out_axis
@@ -534,8 +268,7 @@ def _write_in_order(
             empties.append(result[-1])
         if on_block is not None:
             on_block(block_bytes[i])
-    empty = np.concatenate(empties) if flags is not None and empties else None
-    return extras, empty
+    return extras, empties
 
 
 # ----------------------------------------------------------------------------- PCA
@@ -584,6 +317,7 @@ def fit_pca(
     *,
     session: Session,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    on_block: Callable[[int], None] | None = None,
 ) -> PcaBasis:
     """Fit K principal components on the valid steps with a distributed pass: statistics
     per block, merged in a tree; no block of data comes back to this process."""
@@ -607,4 +341,6 @@ def fit_pca(
     while len(level) > 1:
         level = [merge(*level[i : i + MERGE_EVERY]) for i in range(0, len(level), MERGE_EVERY)]
     (accumulator,) = session.compute([level[0]])
+    if on_block is not None:
+        on_block(int(source.nbytes))
     return accumulator.finish(k)  # type: ignore[no-any-return]

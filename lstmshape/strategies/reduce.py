@@ -36,42 +36,27 @@ makes an (N, T, F) temporary.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from lstmshape.checks import apply_nan_policy
 from lstmshape.errors import InputError
-from lstmshape.masks import BoolArray, NanPolicy, Validity, apply_nan_policy, describe_empty
-
-Strategy = Literal["last", "first", "mean", "max", "min", "sum"]
-EmptyPolicy = Literal["error", "nan", "zero"]
-PoolOp = Literal["avg", "max"]
-
-STRATEGIES: tuple[str, ...] = ("last", "first", "mean", "max", "min", "sum")
-EMPTY_POLICIES: tuple[str, ...] = ("error", "nan", "zero")
-POOL_OPS: tuple[str, ...] = ("avg", "max")
+from lstmshape.masks import Validity, describe_empty
+from lstmshape.strategies import extremes
+from lstmshape.vocabulary import (
+    EMPTY_POLICIES,
+    POOL_OPS,
+    STRATEGIES,
+    EmptyPolicy,
+    NanPolicy,
+    PoolOp,
+    Strategy,
+)
 
 Array = npt.NDArray[Any]
 Scalar = bool | int | float
-
-# Elements per block when float16 rows are converted to float32 (1 MB of float32: stays in
-# the L2 cache between the conversion and the reduction).
-_F16_BLOCK_ELEMENTS = 1 << 18
-# Per-row loops pay a few us of Python per sample; slicing wins over one `where=` reduction
-# once a row holds this many valid elements (measured on float32, see bench/).
-_ROW_SLICE_MIN_ELEMENTS = 4096
-_ROW_SLICE_MIN_F = 32
-# Below this F, masked max/min over lengths loops over features instead.
-_FEATURE_LOOP_MAX_F = 8
-# Up to this F, masked max/min over a holey mask fills the padding instead of `where=`.
-_FILLED_MAX_F = 1
-# Elements per block of rows for loops that revisit a block (256 KB of float32: L2-resident).
-_CACHE_BLOCK_ELEMENTS = 1 << 16
-# Boolean compression copies the valid steps of a row, so it needs larger rows to win.
-_ROW_COMPRESS_MIN_ELEMENTS = 16384
-_ROW_COMPRESS_MIN_F = 128
 
 
 def reduce_shape(shape_ntf: tuple[int, ...], *, keepdims: bool = False) -> tuple[int, ...]:
@@ -163,7 +148,7 @@ def reduce_steps(
         elif strategy in ("mean", "sum"):
             out = _mean_or_sum(data, validity, strategy, out_dtype)
         else:
-            out = _extreme(data, validity, strategy)
+            out = extremes.masked_extreme(data, validity, strategy)
     if empties.size:
         out[empties] = np.nan if empty == "nan" else 0
     return out[:, None, :] if keepdims else out
@@ -188,9 +173,17 @@ def global_pool(
     >>> global_pool(x, Validity.from_lengths([2], t=3), "max").tolist()
     [[3.0]]
     """
+    return reduce_steps(x, validity, pool_strategy(op), empty=empty, nan_policy=nan_policy)
+
+
+def pool_strategy(op: str) -> Strategy:
+    """The reduction a global pooling op is: avg -> mean, max -> max.
+
+    >>> pool_strategy("avg")
+    'mean'
+    """
     _check_choice("pooling op", op, POOL_OPS)
-    strategy: Strategy = "mean" if op == "avg" else "max"
-    return reduce_steps(x, validity, strategy, empty=empty, nan_policy=nan_policy)
+    return "mean" if op == "avg" else "max"
 
 
 def global_pool_shape(shape_ntf: tuple[int, ...]) -> tuple[int, ...]:
@@ -284,15 +277,17 @@ def _masked_sum(data: Array, validity: Validity, acc: np.dtype) -> Array:
         # rows with a non-finite sum are redone reading valid steps only.
         # (`--mask-value nan` makes that every padded row.)
         redo = np.flatnonzero(~np.isfinite(total).all(axis=1))
-        if redo.size and _slices_pay(data, validity):
+        if redo.size and extremes.slices_pay(data, validity):
 
             def add_rows(steps: Array, dest: Array) -> None:
                 np.add.reduce(steps, axis=0, dtype=acc, out=dest)
 
-            _row_loop(data, redo, _row_slicer(validity), add_rows, total, copy_rows=True)
+            extremes.row_loop(
+                data, redo, extremes.row_slicer(validity), add_rows, total, copy_rows=True
+            )
             return total
         _, t, f = data.shape
-        rows = max(1, _CACHE_BLOCK_ELEMENTS // max(t * f, 1))
+        rows = max(1, extremes.CACHE_BLOCK_ELEMENTS // max(t * f, 1))
         for start in range(0, len(redo), rows):  # blocks: gathering rows copies them
             idx = redo[start : start + rows]
             total[idx] = np.sum(data[idx], axis=1, where=valid[idx][:, :, None], dtype=acc)
@@ -313,142 +308,3 @@ def _check_int_sum(data: Array, validity: Validity, total: Array, out_dtype: np.
             f"the sum of the valid steps overflows {out_dtype}; use --strategy mean, "
             "or convert the data to a wider dtype first"
         )
-
-
-# -- max / min ----------------------------------------------------------------------------
-
-
-def _extreme(data: Array, validity: Validity, strategy: str) -> Array:
-    if data.dtype == np.float16:
-        # float16 max/min has no SIMD loop (about 5x slower than float32); float32 holds
-        # every float16 exactly, so converting a few rows at a time gives identical results.
-        return _by_row_blocks(data, validity, np.float32, lambda b, v: _extreme(b, v, strategy))
-    f = data.shape[2]
-    reducer = np.maximum if strategy == "max" else np.minimum
-    if validity.is_all_valid:
-        return reducer.reduce(data, axis=1)
-    initial = _identity(data.dtype, strategy)
-    counts = validity.counts()
-
-    def reduce_row(steps: Array, dest: Array) -> None:
-        reducer.reduce(steps, axis=0, out=dest)
-
-    # Kernel choice by shape, measured with bench/bench_kernels.py and its --f/--n variants.
-    out = np.empty((len(counts), f), dtype=data.dtype)  # empty samples' rows stay unset
-    nonempty = np.flatnonzero(counts)
-    if _slices_pay(data, validity):
-        _row_loop(data, nonempty, _row_slicer(validity), reduce_row, out, copy_rows=True)
-        return out
-    if validity.lengths is not None and f <= _FEATURE_LOOP_MAX_F:
-        # x.max(axis=1) itself is slow for tiny F (a short inner loop); reducing one
-        # feature at a time over blocks of rows is 2-6x faster than it.
-        return _feature_loop(data, validity.as_mask(), reducer, initial)
-    if validity.lengths is None:
-        mask = validity.as_mask()
-        if f >= _ROW_COMPRESS_MIN_F and float(counts.mean()) * f >= _ROW_COMPRESS_MIN_ELEMENTS:
-            # Boolean indexing already copies the valid steps into a fresh compact array.
-            _row_loop(data, nonempty, lambda i: data[i][mask[i]], reduce_row, out, copy_rows=False)
-            return out
-        if f <= _FILLED_MAX_F:
-            # A `where=` reduction branches on every element: with random holes and nothing
-            # to amortise the branch over, filling the padding first is 2x faster.
-            return _filled_blocks(data, mask, reducer, initial)
-    where = validity.as_mask()[:, :, None]
-    return reducer.reduce(data, axis=1, where=where, initial=initial)
-
-
-def _feature_loop(data: Array, mask: BoolArray, reducer: np.ufunc, initial: Scalar) -> Array:
-    n, t, f = data.shape
-    out = np.empty((n, f), dtype=data.dtype)
-    rows = max(1, _CACHE_BLOCK_ELEMENTS // max(t * f, 1))
-    for start in range(0, n, rows):
-        block, where = data[start : start + rows], mask[start : start + rows]
-        for j in range(f):
-            reducer.reduce(
-                block[:, :, j],
-                axis=1,
-                where=where,
-                initial=initial,
-                out=out[start : start + rows, j],
-            )
-    return out
-
-
-def _filled_blocks(data: Array, mask: BoolArray, reducer: np.ufunc, initial: Scalar) -> Array:
-    n, t, f = data.shape
-    out = np.empty((n, f), dtype=data.dtype)
-    rows = max(1, _CACHE_BLOCK_ELEMENTS // max(t * f, 1))
-    for start in range(0, n, rows):
-        filled = np.where(mask[start : start + rows, :, None], data[start : start + rows], initial)
-        reducer.reduce(filled.astype(data.dtype, copy=False), axis=1, out=out[start : start + rows])
-    return out
-
-
-def _slices_pay(data: Array, validity: Validity) -> bool:
-    """Whether a Python loop over per-row slices of valid steps has enough work per row."""
-    f = data.shape[2]
-    if validity.lengths is None or f < _ROW_SLICE_MIN_F or not len(validity.lengths):
-        return False
-    return float(validity.lengths.mean()) * f >= _ROW_SLICE_MIN_ELEMENTS
-
-
-def _row_slicer(validity: Validity) -> Callable[[int], slice]:
-    """i -> the slice bounds of sample i's valid steps, for lengths-based validity."""
-    assert validity.lengths is not None
-    counts = validity.lengths
-    start = np.zeros_like(counts) if validity.pad_side == "post" else validity.t - counts
-    starts, stops = start.tolist(), (start + counts).tolist()
-    return lambda i: slice(starts[i], stops[i])
-
-
-def _row_loop(
-    data: Array,
-    rows: npt.NDArray[np.intp],
-    valid_steps: Callable[[int], Array | slice],
-    reduce_row: Callable[[Array, Array], None],
-    out: Array,
-    *,
-    copy_rows: bool,
-) -> None:
-    """reduce_row(valid steps of row i, out[i]) for each i in rows; (L_i, F) -> (F,).
-
-    valid_steps gives row i's steps as an array or as a slice of data[i]. copy_rows: copy
-    them into a (T, F) buffer first. A reduction over axis 0 walks down the columns, which
-    is cache-hostile inside a big array (worse in a time-major one) but cheap in the small
-    buffer: 1.2x faster batch-first, 1.5x time-major, copy included.
-    """
-    _, t, f = data.shape
-    buffer = np.empty((t, f), dtype=data.dtype) if copy_rows else None
-    for i in rows.tolist():
-        where = valid_steps(i)
-        steps = data[i, where] if isinstance(where, slice) else where
-        if buffer is not None:
-            np.copyto(buffer[: len(steps)], steps)
-            steps = buffer[: len(steps)]
-        reduce_row(steps, out[i])
-
-
-def _identity(dtype: np.dtype, strategy: str) -> Scalar:
-    """The start value of a masked max/min: it loses to every value of the dtype."""
-    if dtype.kind == "b":
-        return strategy == "min"
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        return info.min if strategy == "max" else info.max
-    return -np.inf if strategy == "max" else np.inf
-
-
-def _by_row_blocks(
-    data: Array,
-    validity: Validity,
-    work_dtype: npt.DTypeLike,
-    kernel: Callable[[Array, Validity], Array],
-) -> Array:
-    """Run `kernel` on blocks of rows converted to `work_dtype`; results in data.dtype."""
-    n, t, f = data.shape
-    out = np.empty((n, f), dtype=data.dtype)
-    rows = max(1, _F16_BLOCK_ELEMENTS // max(t * f, 1))
-    for start in range(0, n, rows):
-        block = data[start : start + rows].astype(work_dtype)
-        out[start : start + rows] = kernel(block, validity.rows(start, start + rows))
-    return out

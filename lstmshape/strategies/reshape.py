@@ -33,7 +33,7 @@ from __future__ import annotations
 import operator
 import warnings
 from collections.abc import Mapping
-from typing import Literal, cast
+from typing import cast
 
 import einops
 import numpy as np
@@ -41,22 +41,7 @@ import numpy.typing as npt
 
 from lstmshape.errors import InputError
 from lstmshape.masks import Validity, checked_mask, mask_from_lengths, validate_lengths
-
-Layout = Literal["ntf", "tnf"]
-PadSide = Literal["post", "pre"]
-Preset = Literal[
-    "flatten", "steps", "time-major", "batch-first", "split-directions", "merge-directions"
-]
-
-PRESETS: tuple[str, ...] = (
-    "flatten",
-    "steps",
-    "time-major",
-    "batch-first",
-    "split-directions",
-    "merge-directions",
-)
-LAYOUTS: tuple[str, ...] = ("ntf", "tnf")
+from lstmshape.vocabulary import LAYOUTS, PRESETS, Layout, PadSide, Preset
 
 __all__ = [
     "PRESETS",

@@ -29,20 +29,16 @@ step only reaches the windows that hold it.
 from __future__ import annotations
 
 import operator
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
+from lstmshape.checks import apply_nan_policy, check_nan_policy
 from lstmshape.errors import InputError
-from lstmshape.masks import NanPolicy, Validity, apply_nan_policy, check_nan_policy, checked_mask
-
-PoolOp = Literal["avg", "max"]
-Padding = Literal["valid", "same"]
-
-POOL_OPS: tuple[str, ...] = ("avg", "max")
-PADDINGS: tuple[str, ...] = ("valid", "same")
+from lstmshape.masks import Validity, checked_mask
+from lstmshape.vocabulary import PADDINGS, POOL_OPS, NanPolicy, Padding, PoolOp
 
 __all__ = [
     "PADDINGS",
@@ -125,6 +121,20 @@ def pool_windows_shape(
     return n, window_shape(t, pool_size, strides, padding), f
 
 
+def pool_windows_dtype(dtype: npt.DTypeLike, op: str) -> np.dtype[Any]:
+    """Output dtype of `pool_windows`: the input's, but float64 for avg of integers.
+
+    >>> str(pool_windows_dtype("int16", "avg")), str(pool_windows_dtype("int16", "max"))
+    ('float64', 'int16')
+    """
+    dt = np.dtype(dtype)
+    if not (np.issubdtype(dt, np.integer) or np.issubdtype(dt, np.floating)):
+        raise InputError(f"windowed pooling needs numeric data; got dtype {dt}")
+    if op not in POOL_OPS:
+        raise InputError(f"pool op must be one of {', '.join(POOL_OPS)}; got {op!r}")
+    return dt if (op == "max" or np.issubdtype(dt, np.floating)) else np.dtype(np.float64)
+
+
 def window_bounds(
     t: int, pool_size: int, strides: int | None = None, padding: Padding | str = "valid"
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
@@ -170,10 +180,7 @@ def pool_windows(
     data = np.asarray(x)
     if data.ndim != 3:
         raise InputError(f"windowed pooling needs (N, T, F) data; got shape {data.shape}")
-    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
-        raise InputError(f"windowed pooling needs numeric data; got dtype {data.dtype}")
-    if op not in POOL_OPS:
-        raise InputError(f"pool op must be one of {', '.join(POOL_OPS)}; got {op!r}")
+    out_dtype = pool_windows_dtype(data.dtype, op)
     n, t, f = data.shape
     p, s, _, t_out, pad_before = _resolve(t, pool_size, strides, padding)
     check_nan_policy(nan_policy)
@@ -184,7 +191,6 @@ def pool_windows(
     mask = checked_mask(validity, n, t)
 
     is_float = np.issubdtype(data.dtype, np.floating)
-    out_dtype = data.dtype if (op == "max" or is_float) else np.dtype(np.float64)
     if t_out == 0 or n == 0:
         return np.zeros((n, t_out, f), out_dtype), np.zeros((n, t_out), bool)
 

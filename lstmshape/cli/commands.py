@@ -1,0 +1,292 @@
+"""The commands: each builds a job from its options, runs it and reports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from lstmshape.cli.group import CONTEXT_SETTINGS, Terminal, cli
+from lstmshape.cli.options import (
+    REF,
+    Requests,
+    empty_option,
+    engine_options,
+    expand_inputs,
+    inputs_argument,
+    layout_option,
+    mask_options,
+    mask_out_option,
+    nan_policy_option,
+    output_options,
+    report_options,
+    requests,
+)
+from lstmshape.errors import InputError
+from lstmshape.refs import ArrayRef
+from lstmshape.vocabulary import (
+    ACTIVATIONS,
+    PADDINGS,
+    POOL_OPS,
+    RESHAPE_TARGETS,
+    STRATEGIES,
+    WEIGHTS_LAYOUTS,
+)
+
+
+def _execute(made: Requests, job: Any) -> None:
+    """Run a job (closing its input after) and report: the shared tail of every command."""
+    from lstmshape.run import execute
+
+    with job:
+        summary = execute(job, made.output, progress=_progress(made), warn=_warner(made))
+    _report(summary, made.output.as_json, made.quiet)
+
+
+def _warner(made: Requests) -> Any:
+    def warn(message: str) -> None:
+        if not made.quiet:
+            click.echo(f"Warning: {message}", err=True)
+
+    return warn
+
+
+def _progress(made: Requests) -> Any:
+    @contextmanager
+    def progress(total: int, label: str) -> Iterator[Any]:
+        if not made.term.stderr_isatty or made.quiet:
+            yield lambda _nbytes: None
+            return
+        from lstmshape import render
+
+        with render.progress_bar(total, label, enabled=True) as advance:
+            yield advance
+
+    return progress
+
+
+def _report(summary: Any, as_json: bool, quiet: bool) -> None:
+    from lstmshape.report import print_json
+
+    if as_json:
+        payload = summary.to_dict()
+        payload["dry_run"] = summary.dry_run
+        print_json(payload)
+    if not quiet:
+        from lstmshape import render
+
+        render.print_summary(summary)
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("inputs", nargs=-1, required=True, type=REF, callback=expand_inputs)
+@layout_option
+@report_options
+@click.pass_obj
+def inspect(
+    term: Terminal, inputs: tuple[ArrayRef, ...], layout: str, as_json: bool, quiet: bool
+) -> None:
+    """Show shape, dtype, size, padding, valid lengths and NaN/Inf counts.
+
+    An .h5 or .npz without KEY shows every array in it.
+
+    \b
+    Example:
+      lstmshape inspect samples/post_padded.npy samples/runs.h5
+    """
+    from lstmshape.inspection import inspect_refs
+    from lstmshape.report import print_json
+
+    reports = inspect_refs(inputs, layout=layout)
+    if as_json:
+        print_json(reports[0] if len(reports) == 1 else reports)
+    if not quiet:
+        from lstmshape import render
+
+        render.print_inspect(reports)
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@inputs_argument
+@click.option(
+    "-s",
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="last",
+    show_default=True,
+    help="last/first valid step, or mean/max/min/sum over valid steps.",
+)
+@click.option(
+    "--bidirectional",
+    is_flag=True,
+    help="Features [:F/2] forward, [F/2:] backward: last takes the backward half at "
+    "the FIRST valid step (PyTorch h_n).",
+)
+@click.option("--keepdims", is_flag=True, help="Keep a time axis of 1: (N, 1, F).")
+@empty_option("What a sample with no valid step gives.")
+@nan_policy_option
+@mask_options
+@output_options
+@engine_options
+@requests
+def reduce(made: Requests, input_ref: ArrayRef, **options: Any) -> None:
+    """Many-to-one: (N, T, F) -> (N, F), one vector per sample from its valid steps.
+
+    \b
+    Example:
+      lstmshape reduce samples/post_padded.npy --strategy last \\
+          --lengths samples/post_lengths.npy -o last.npy
+    """
+    from lstmshape.jobs import reduce_job
+
+    _execute(made, reduce_job(input_ref, made.mask, **options))
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@inputs_argument
+@click.option("--op", type=click.Choice(POOL_OPS), default="avg", show_default=True)
+@click.option(
+    "--pool-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Window length P; without it, global pooling over time.",
+)
+@click.option("--strides", type=int, default=None, help="Window step S (default P).")
+@click.option("--padding", type=click.Choice(PADDINGS), default="valid", show_default=True)
+@empty_option("Global pooling: what a sample with no valid step gives.")
+@mask_out_option("Write the (N, T') window mask here.")
+@nan_policy_option
+@mask_options
+@output_options
+@engine_options
+@requests
+def pool(made: Requests, input_ref: ArrayRef, **options: Any) -> None:
+    """Pool over time: global (N, T, F) -> (N, F), or windowed -> (N, T', F) as Keras.
+
+    \b
+    Example:
+      lstmshape pool samples/post_padded.npy --op max --mask samples/post_mask.npy
+      lstmshape pool samples/post_padded.npy --pool-size 4 --padding same
+    """
+    from lstmshape.jobs import pool_job
+
+    _execute(made, pool_job(input_ref, made.mask, **options))
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@inputs_argument
+@click.option("--weights", "weights_ref", type=REF, help="Kernel (F, K), Keras layout.")
+@click.option("--bias", "bias_ref", type=REF, help="Bias (K,).")
+@click.option(
+    "--weights-layout",
+    type=click.Choice(WEIGHTS_LAYOUTS),
+    default="keras",
+    show_default=True,
+    help="torch = a Linear.weight of shape (K, F).",
+)
+@click.option(
+    "--pca",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Project on K principal components fitted on the valid steps.",
+)
+@click.option(
+    "--save-basis",
+    type=REF,
+    default=None,
+    help="With --pca: write the fitted basis (.npz or .h5: weights, bias, mean, ...).",
+)
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default="linear", show_default=True)
+@mask_options
+@output_options
+@engine_options
+@requests
+def project(made: Requests, input_ref: ArrayRef, **options: Any) -> None:
+    """Change the feature axis: (N, T, F) -> (N, T, K) with saved weights or PCA.
+
+    With a mask, padded steps of the output hold 0.
+
+    \b
+    Example:
+      lstmshape project samples/post_padded.npy --pca 4 --lengths samples/post_lengths.npy
+    """
+    from lstmshape.jobs import project_job
+
+    _execute(made, project_job(input_ref, made.mask, **options))
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("input_ref", metavar="INPUT", type=REF)
+@click.option(
+    "--to",
+    "preset",
+    type=click.Choice(RESHAPE_TARGETS),
+    default=None,
+    help="A preset output arrangement.",
+)
+@click.option("--pattern", type=str, default=None, help='An einops pattern, e.g. "n t f -> t n f".')
+@click.option(
+    "-a",
+    "--axis-size",
+    "axis_sizes",
+    multiple=True,
+    metavar="NAME=SIZE",
+    help="Size of a named axis in --pattern (repeatable).",
+)
+@click.option(
+    "--drop-padding",
+    is_flag=True,
+    help="With --to steps and a mask: keep only valid steps, (sum of lengths, F).",
+)
+@click.option(
+    "--lengths-out",
+    type=REF,
+    default=None,
+    help="With --drop-padding: write the per-sample lengths here.",
+)
+@click.option(
+    "--timesteps",
+    type=click.IntRange(min=0),
+    default=None,
+    help="With --to padded: the padded length T (default: the longest).",
+)
+@mask_out_option("With --to padded: write the (N, T) mask.")
+@mask_options
+@output_options
+@requests
+def reshape(
+    made: Requests,
+    input_ref: ArrayRef,
+    axis_sizes: tuple[str, ...],
+    lengths_out: ArrayRef | None,
+    mask_out: ArrayRef | None,
+    **options: Any,
+) -> None:
+    """Rearrange axes: a preset (--to) or an einops pattern (--pattern).
+
+    `--to padded` is the inverse of `--to steps --drop-padding`: packed (sum L, F) with
+    --lengths back to (N, T, F).
+
+    \b
+    Example:
+      lstmshape reshape samples/post_padded.npy --to steps --drop-padding \\
+          --lengths samples/post_lengths.npy -o packed.npy
+      lstmshape reshape samples/bidirectional.npy --pattern "n t (d h) -> n t d h" -a d=2
+    """
+    from lstmshape.jobs import reshape_job
+
+    outs = {"lengths": lengths_out, "mask": mask_out}
+    sizes = _parse_sizes(axis_sizes)
+    _execute(made, reshape_job(input_ref, made.mask, sizes=sizes, extra_outs=outs, **options))
+
+
+def _parse_sizes(pairs: tuple[str, ...]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if not name or not value.strip().isdigit():
+            raise InputError(f"-a takes NAME=SIZE with a whole number; got {pair!r}")
+        sizes[name.strip()] = int(value)
+    return sizes

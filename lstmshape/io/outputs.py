@@ -1,0 +1,215 @@
+"""Output checks, before any work and again at commit: where an output goes, whether it may be
+written, and how (`_plan_output` -> `_OutputPlan` for files, `_plan_zarr_output` ->
+`_ZarrPlan` for `.zarr` stores); `check_output` runs them for callers. Also the default name
+of an output (`default_output_path`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path, PurePath
+
+from lstmshape.errors import InputError
+from lstmshape.io.atomic import _OutputPlan
+from lstmshape.io.base import (
+    Format,
+    RefLike,
+    _as_ref,
+    _check_output_dir,
+    _format_of,
+    _is_zarr,
+    _normalize_key,
+    _refuse_input_as_output,
+)
+from lstmshape.io.h5_sink import _h5_key_state
+from lstmshape.io.npz import _npz_key_state
+from lstmshape.io.reading import list_arrays
+from lstmshape.io.zarr import (
+    _display_key,
+    _find_array,
+    _is_array,
+    _node_path,
+    _open_root,
+    _path_key,
+    _store_kind,
+    _zarr_key_state,
+)
+from lstmshape.io.zarr_sink import _ZarrPlan
+from lstmshape.refs import ArrayRef
+
+#: The KEY an output gets when none is given.
+DEFAULT_KEYS: dict[Format, str] = {"npz": "arr_0", "h5": "/data"}
+
+
+def _input_key(inp: ArrayRef, fmt: Format) -> str | None:
+    """The input's KEY in the output's format, resolved when the file holds one array."""
+    if inp.key is not None or fmt == "npy":
+        return _normalize_key(fmt, inp.key)
+    try:
+        infos = list_arrays(inp)
+    except InputError:
+        return None
+    return _normalize_key(fmt, infos[0].ref.key) if len(infos) == 1 else None
+
+
+def _other_key(ref: ArrayRef, fmt: Format) -> Callable[[ArrayRef], bool]:
+    """Whether an input that is the output's file names another KEY of the container."""
+    out_key = _normalize_key(fmt, ref.key)
+
+    def other(inp: ArrayRef) -> bool:
+        in_key = _input_key(inp, fmt)
+        return fmt != "npy" and in_key is not None and out_key is not None and in_key != out_key
+
+    return other
+
+
+def _check_target_path(ref: ArrayRef) -> Path:
+    target = _check_output_dir(ref)
+    if target.is_dir():
+        raise InputError(f"cannot write {ref.path}: it is a directory")
+    return target
+
+
+def _plan_existing_key(ref: ArrayRef, fmt: Format, target: Path, force: bool) -> _OutputPlan:
+    """An existing file and an output KEY: add or (with force) replace that array."""
+    key = ref.key
+    assert key is not None
+    state = _h5_key_state(target, key) if fmt == "h5" else _npz_key_state(target, key)
+    if state == "foreign":
+        if not force:
+            kind = "an HDF5" if fmt == "h5" else "a .npz"
+            raise InputError(f"{ref.path} exists and is not {kind} file; use --force to overwrite")
+        return _OutputPlan(ref, fmt, None, True)
+    if state == "group":
+        raise InputError(f"cannot write {ref}: {key} is a group; name a dataset")
+    if state == "blocked":
+        raise InputError(f"cannot write {ref}: a parent of {key} is a dataset, not a group")
+    if state == "dataset" and not force:
+        raise InputError(f"{ref} exists; use --force to overwrite")
+    return _OutputPlan(ref, fmt, target, True)
+
+
+def _plan_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) -> _OutputPlan:
+    if ref.is_stdio:
+        return _OutputPlan(ref, "npy", None, False)
+    fmt = _format_of(ref, verb="write")
+    if fmt == "npy" and ref.key is not None:
+        raise InputError(f"cannot write {ref}: a .npy file holds one array and takes no KEY")
+    target = _check_target_path(ref)
+    if fmt != "npy" and ref.key is not None and _normalize_key(fmt, ref.key) in ("/", ""):
+        raise InputError(f"cannot write {ref}: KEY must name an array")
+    _refuse_input_as_output(ref, inputs, other_array=_other_key(ref, fmt))
+    named = ref.key is not None
+    key = _normalize_key(fmt, ref.key) if named else DEFAULT_KEYS.get(fmt)
+    out = ArrayRef(ref.path, key)
+    if not (target.exists() or target.is_symlink()):
+        return _OutputPlan(out, fmt, None, force)
+    if not named or fmt == "npy":
+        if not force:
+            raise InputError(f"{ref.path} exists; use --force to overwrite")
+        return _OutputPlan(out, fmt, None, True)
+    return _plan_existing_key(out, fmt, target, force)
+
+
+def _other_zarr_array(key: str) -> Callable[[ArrayRef], bool]:
+    """Whether an input that is the output's store names another array of it (only the
+    output's array is replaced), or is no Zarr store at all."""
+
+    def other(inp: ArrayRef) -> bool:
+        if not _is_zarr(inp):
+            return True
+        try:
+            in_key = _node_path(_find_array(inp))  # '' for a root array
+        except InputError:
+            return False
+        return bool(key and in_key and in_key != key and not in_key.startswith(key + "/"))
+
+    return other
+
+
+def _plan_zarr_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) -> _ZarrPlan:
+    store = _check_output_dir(ref)
+    key = _path_key(ref.key)
+    if ref.key is not None and not key:
+        raise InputError(f"cannot write {ref}: KEY must name an array")
+    out = ArrayRef(ref.path, _display_key(key))
+    _refuse_input_as_output(out, inputs, other_array=_other_zarr_array(key))
+    kind = _store_kind(store)
+    if kind in ("absent", "empty"):
+        return _ZarrPlan(out, store, key, "new", replace_existing=kind == "empty")
+    if kind == "foreign":
+        raise InputError(
+            f"cannot write {ref.path}: it is a directory that is not a Zarr store; "
+            "refusing to replace it"
+        )
+    if kind == "file":
+        if not force:
+            raise InputError(f"{ref.path} exists and is not a Zarr store; use --force to overwrite")
+        return _ZarrPlan(out, store, key, "new", replace_existing=True)
+    root = _open_root(ref.path)
+    if not key or _is_array(root):
+        if not force:
+            what = "" if not key else " (it holds a single array, not a group)"
+            raise InputError(f"{ref.path} exists{what}; use --force to overwrite")
+        return _ZarrPlan(out, store, key, "new", replace_existing=True)
+    state = _zarr_key_state(root, key)
+    if state == "group":
+        raise InputError(f"cannot write {out}: {_display_key(key)} is a group; name an array")
+    if state == "blocked":
+        raise InputError(f"cannot write {out}: a parent of {_display_key(key)} is an array")
+    if state == "array" and not force:
+        raise InputError(f"{out} exists; use --force to overwrite")
+    fmt = int(getattr(root.metadata, "zarr_format", 3))
+    return _ZarrPlan(out, store, key, "add", replace_existing=state == "array", zarr_format=fmt)
+
+
+def check_output(ref: RefLike, *, force: bool = False, inputs: Iterable[RefLike] = ()) -> None:
+    """Refuse an output before any work is done.
+
+    Refused (InputError): an unsupported suffix, a missing output directory, an existing
+    file (or HDF5/.npz KEY) without `force`, a KEY that names an HDF5 group, a non-HDF5
+    file at an `.h5` path without `force`, and an output that is one of `inputs` (also
+    through another spelling, a symlink or a hard link). A new KEY in an existing `.h5` or
+    `.npz` needs no `force`; the input file may be the output container when both name
+    different KEYs.
+    """
+    ref = _as_ref(ref)
+    if _is_zarr(ref):
+        _plan_zarr_output(ref, force=force, inputs=inputs)
+        return
+    _plan_output(ref, force=force, inputs=inputs)
+
+
+def default_output_path(
+    input_ref: RefLike,
+    operation: str,
+    suffix: str = ".npy",
+    cwd: str | os.PathLike[str] = ".",
+    *,
+    exists: Callable[[str], bool] = os.path.exists,
+) -> str:
+    """A new file name in `cwd` from the input's name and the operation, never clobbering.
+
+    >>> default_output_path("data/samples_post.npy", "reduce-last", exists=lambda p: False)
+    'samples_post.reduce-last.npy'
+    >>> taken = {"run_lstm_out.pool.npy"}
+    >>> default_output_path("run.h5:/lstm/out", "pool", exists=taken.__contains__)
+    'run_lstm_out.pool-1.npy'
+    """
+    ref = _as_ref(input_ref)
+    stem = "stdin" if ref.is_stdio else PurePath(ref.path).stem
+    if ref.key:
+        stem = f"{stem}_{_slug(ref.key)}"
+    base = f"{_slug(stem)}.{_slug(operation)}"
+    for n in itertools.count():
+        candidate = str(Path(cwd) / f"{base}{f'-{n}' if n else ''}{suffix}")
+        if not exists(candidate):
+            return candidate
+    raise AssertionError("unreachable")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or "array"

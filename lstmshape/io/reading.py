@@ -1,0 +1,84 @@
+"""Reading by format: `open_array`, `load` and `list_arrays` hand each reference to the module
+of its format (`.npy`, `.npz`, `.h5`/`.hdf5`, `.zarr`, and `-` for standard input).
+
+Reading never loads more than asked for: `list_arrays` reads headers only, `open_array`
+memory-maps `.npy` files and uncompressed `.npz` members and slices HDF5 datasets, and
+pickled (object) arrays are refused before any of their bytes are interpreted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lstmshape.io.base import (
+    ArrayInfo,
+    ArraySource,
+    RefLike,
+    _as_ref,
+    _check_input_file,
+    _format_of,
+    _is_zarr,
+)
+from lstmshape.io.h5 import _list_h5, _open_h5
+from lstmshape.io.npy import _open_npy
+from lstmshape.io.npz import _list_npz, _open_npz
+from lstmshape.io.stdio import _open_stdin
+from lstmshape.io.zarr import _list_zarr, _open_zarr
+
+
+def open_array(ref: RefLike) -> ArraySource:
+    """Open one array for reading, without reading its data.
+
+    Args:
+        ref: `PATH`, `PATH:KEY`, `-` (a .npy stream on standard input) or an `ArrayRef`.
+            KEY may be left out when the file holds exactly one candidate array.
+
+    Raises:
+        InputError: missing/unreadable/damaged file, unsupported format, pickled data,
+            an ambiguous, missing or group KEY. The message is one line naming the path.
+
+    >>> import tempfile, pathlib; d = pathlib.Path(tempfile.mkdtemp())
+    >>> np.save(d / "x.npy", np.arange(6).reshape(3, 2))
+    >>> with open_array(str(d / "x.npy")) as src: src.shape, src.read(1, 2).tolist()
+    ((3, 2), [[2, 3]])
+    """
+    ref = _as_ref(ref)
+    if ref.is_stdio:
+        return _open_stdin(ref)
+    if _is_zarr(ref):
+        return _open_zarr(ref)
+    fmt = _format_of(ref)
+    _check_input_file(ref.path)
+    return {"npy": _open_npy, "npz": _open_npz, "h5": _open_h5}[fmt](ref)
+
+
+def load(ref: RefLike) -> np.ndarray:
+    """Read a whole array (a read-only memory map for .npy files).
+
+    >>> import tempfile, pathlib; d = pathlib.Path(tempfile.mkdtemp())
+    >>> np.savez(d / "r.npz", out=np.ones((2, 3), "f4"))
+    >>> load(f"{d}/r.npz:out").shape
+    (2, 3)
+    """
+    with open_array(ref) as src:
+        return src.read_all()
+
+
+def list_arrays(path: RefLike) -> list[ArrayInfo]:
+    """Every candidate array in a file, described from headers only (no data read).
+
+    `.npy` and `-` give one entry; `.npz` gives its members and `.h5` its datasets in tree
+    order (pickled/object and empty-dataspace arrays are not candidates). A KEY narrows the
+    listing to that array, or for HDF5 to the datasets inside that group.
+    """
+    ref = _as_ref(path)
+    if _is_zarr(ref):
+        return _list_zarr(ref)
+    fmt = "npy" if ref.is_stdio else _format_of(ref)
+    if fmt == "npy":
+        with open_array(ref) as src:
+            return [src.info]
+    _check_input_file(ref.path)
+    if fmt == "npz":
+        return _list_npz(ref)
+    return _list_h5(ref)
