@@ -11,29 +11,25 @@ block's size, and O(N) per-sample counters (for tnf also the previous timestep, 
 About 1 GB/s on one core for float32 (measured on a 1 GiB memory-mapped file: ~40 MiB of
 heap for either layout).
 
-How padding is found, for 3-D integer or float data:
-
-- value padding: a *constant* step has all its features equal to one value (NaN equals NaN).
-  Each sample's leading and trailing runs of constant steps with one value are counted; the
-  pad value is the most common value among those runs. A sample padded only at the end is
-  "post", only at the start "pre"; a batch with both is "mixed". Keras `Masking` semantics.
-- repeat padding (when no value padding is found): trailing steps equal to the sample's last
-  step, all features exactly, as a masked Keras LSTM writes its previous output into padded
-  slots. A sample whose real last outputs repeat exactly cannot be told apart.
-
-With a single feature every step is constant, so a value needs runs in two samples to count.
+How padding is found, for 3-D integer or float data: by the one detector, `lstmshape.padding`
+(value padding at the start or end, NaN included; trailing steps repeating the last valid
+step, as a masked Keras RNN writes; empty samples), from exact runs at the ends of every
+sample: `padding.summarise(block, exact=True)` per block of samples, or `padding.TimeScan`
+over the blocks of timesteps of time-major data. The report's kind is "value", "repeat" or
+"none", its side "post", "pre", "mixed" or "none".
 Bool data and arrays of another rank get shape, dtype, size and NaN/Inf counts only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
 
+from lstmshape import padding
 from lstmshape.errors import InputError
 from lstmshape.refs import ArrayRef
 
@@ -54,9 +50,6 @@ class Sliceable(Protocol):
 
     @property
     def dtype(self) -> np.dtype[Any]: ...
-
-
-Compare = Callable[[Any, Any], npt.NDArray[np.bool_]]
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -298,7 +291,7 @@ def nonfinite_counts(block: np.ndarray) -> tuple[int, int]:
     return nan, nonfinite - nan
 
 
-# --- 3-D: one pass collecting per-sample runs ----------------------------------------------
+# --- 3-D: one pass, the padding from the one detector ----------------------------------------
 
 
 def _inspect_3d(
@@ -319,22 +312,39 @@ def _inspect_3d(
             lengths = Lengths.of(np.zeros(n, np.intp), t)
             return replace(report, padding=Padding("none", "none"), lengths=lengths)
         return report
-    scan = RunScan(n, dtype, carry=layout == "tnf")
+    scan = padding.TimeScan(n, t, f, dtype) if layout == "tnf" else None
+    parts: list[padding.Ends] = []
     nan = inf = 0
-    for start, block in _blocks(x, rows):
+    for _, block in _blocks(x, rows):
         block_nan, block_inf = nonfinite_counts(block)
         nan, inf = nan + block_nan, inf + block_inf
-        if layout == "tnf":
-            scan.update(slice(0, n), block.transpose(1, 0, 2), t0=start, has_nan=nan > 0)
+        if scan is not None:
+            scan.add(block.transpose(1, 0, 2))
         else:
-            scan.update(slice(start, start + len(block)), block, t0=0, has_nan=nan > 0)
-    padding, valid = infer_padding(scan, t, f)
-    found: dict[str, Any] = {
-        "padding": padding,
-        "lengths": Lengths.of(valid, t),
-        "notes": _notes(padding, f),
-    }
-    return Report(**base, **dims, nan_count=nan, inf_count=inf, **found)
+            parts.append(padding.summarise(block, exact=True))
+    ends = scan.result() if scan is not None else padding.Ends.concat(parts)
+    detected = padding.infer(ends)
+    found, valid = _report_padding(detected)
+    notes = _notes(found, f, detected, layout)
+    return Report(
+        **base, **dims, nan_count=nan, inf_count=inf, padding=found,
+        lengths=Lengths.of(valid, t), notes=notes,
+    )  # fmt: skip
+
+
+def _report_padding(detected: padding.Detection) -> tuple[Padding, IndexArray]:
+    """The report's `Padding` and every sample's valid length, from an exact detection."""
+    assert detected.lengths is not None
+    valid = detected.lengths
+    found = Padding(
+        kind=detected.kind,
+        side=detected.side,
+        value=detected.value,
+        padded_samples=int(np.count_nonzero(valid < detected.t)),
+        padded_steps=int((detected.t - valid).sum()),
+        empty_samples=int(np.count_nonzero(detected.empty)),
+    )
+    return found, valid
 
 
 def _why_no_padding(dtype: np.dtype[Any], n: int, t: int, f: int) -> str | None:
@@ -350,173 +360,22 @@ def _why_no_padding(dtype: np.dtype[Any], n: int, t: int, f: int) -> str | None:
     return None
 
 
-def _notes(padding: Padding, f: int) -> tuple[str, ...]:
+def _notes(found: Padding, f: int, detected: padding.Detection, layout: str) -> tuple[str, ...]:
     notes = []
-    if padding.kind == "repeat":
+    if found.kind == "repeat":
         notes.append("repeat padding: real outputs that repeat exactly would count as padding")
-    if padding.side == "post" and padding.padded_samples == padding.empty_samples > 0:
+    if found.side == "post" and found.padded_samples == found.empty_samples > 0:
         notes.append("only all-padding samples: pre or post cannot be told apart")
-    if f == 1 and padding.kind != "none":
+    if f == 1 and found.kind != "none":
         notes.append("one feature: a real step equal to the pad value counts as padding")
+    if detected.stray:
+        where = "start" if found.side == "post" else "end"
+        noun = "sample also holds" if detected.stray == 1 else "samples also hold"
+        notes.append(f"{detected.stray} {noun} the pad value at the {where}, taken as data")
+    if padding.looks_time_major(detected):
+        other = "tnf" if layout == "ntf" else "ntf"
+        notes.append(f"the padding forms a staircase along the first axis: try --layout {other}")
     return tuple(notes)
-
-
-class RunScan:
-    """Per-sample runs at the ends of each sample, gathered block by block.
-
-    For every sample: the leading and trailing runs of constant steps sharing one value
-    (`lead_len`/`lead_val`, `trail_len`/`trail_val`), and the trailing run of steps equal to
-    the last step (`rep_len`, at least 1 when T > 0). Blocks are (rows, steps, F) in
-    batch-first order: whole samples (`t0` = 0), or for time-major data every sample over
-    steps `t0`.. (`carry=True` keeps the previous block's last step to join runs across blocks).
-
-    >>> s = RunScan(1, np.dtype(float), carry=False)
-    >>> s.update(slice(0, 1), np.array([[[0.0, 0.0], [1.0, 2.0], [0.0, 0.0], [0.0, 0.0]]]))
-    >>> s.lead_len.tolist(), s.trail_len.tolist(), s.rep_len.tolist()
-    ([1], [2], [2])
-    """
-
-    def __init__(self, n: int, dtype: np.dtype[Any], *, carry: bool) -> None:
-        self.lead_len = np.zeros(n, np.intp)
-        self.lead_val = np.zeros(n, dtype)
-        self.lead_open = np.ones(n, bool)
-        self.trail_len = np.zeros(n, np.intp)
-        self.trail_val = np.zeros(n, dtype)
-        self.rep_len = np.zeros(n, np.intp)
-        self.carry = carry
-        self._last_step: np.ndarray | None = None
-
-    def update(self, rows: slice, block: np.ndarray, t0: int = 0, has_nan: bool = True) -> None:
-        """Fold in `block` (rows, steps, F) holding steps t0.. of samples `rows`.
-
-        `has_nan=False` (no NaN seen so far) skips the NaN-equals-NaN comparisons.
-        """
-        if block.shape[1] == 0:
-            return
-        cmp: Compare = _same if has_nan else _equal
-        values = block[..., 0]
-        constant = np.all(cmp(block, block[..., :1]), axis=-1)
-        if t0 == 0:
-            self.lead_val[rows] = values[:, 0]
-        self._update_lead(rows, constant & cmp(values, self.lead_val[rows, None]))
-        self._update_trail(rows, constant, values, t0, cmp)
-        self._update_repeat(rows, np.all(cmp(block, block[:, -1:]), axis=-1), block, t0, cmp)
-
-    def _update_lead(self, rows: slice, run: np.ndarray) -> None:
-        steps = leading_true(run)
-        self.lead_len[rows] += np.where(self.lead_open[rows], steps, 0)
-        self.lead_open[rows] &= steps == run.shape[1]
-
-    def _update_trail(
-        self, rows: slice, constant: np.ndarray, values: np.ndarray, t0: int, cmp: Compare
-    ) -> None:
-        last = values[:, -1]
-        steps = leading_true((constant & cmp(values, last[:, None]))[:, ::-1])
-        if t0 > 0:
-            joins = (steps == values.shape[1]) & (self.trail_len[rows] > 0)
-            joins &= cmp(self.trail_val[rows], last)
-            steps = np.where(joins, self.trail_len[rows] + steps, steps)
-        self.trail_len[rows] = steps
-        self.trail_val[rows] = last
-
-    def _update_repeat(
-        self, rows: slice, equal_last: np.ndarray, block: np.ndarray, t0: int, cmp: Compare
-    ) -> None:
-        steps = leading_true(equal_last[:, ::-1])
-        if t0 > 0 and self._last_step is not None:
-            joins = (steps == block.shape[1]) & cmp(self._last_step, block[:, -1]).all(axis=-1)
-            steps = np.where(joins, self.rep_len[rows] + steps, steps)
-        self.rep_len[rows] = steps
-        if self.carry:
-            self._last_step = block[:, -1].copy()
-
-
-def _equal(a: Any, b: Any) -> npt.NDArray[np.bool_]:
-    return np.asarray(np.equal(a, b))
-
-
-def _same(a: Any, b: Any) -> npt.NDArray[np.bool_]:
-    """Elementwise equality where NaN equals NaN."""
-    equal = _equal(a, b)
-    if np.asarray(a).dtype.kind == "f":
-        equal |= np.isnan(a) & np.isnan(b)
-    return equal
-
-
-def leading_true(flags: npt.NDArray[np.bool_]) -> IndexArray:
-    """Length of the leading run of True in each row of a 2-D bool array.
-
-    >>> leading_true(np.array([[True, True, False], [True, True, True], [False, True, True]]))
-    array([2, 3, 0])
-    """
-    if flags.shape[1] == 0:
-        return np.zeros(flags.shape[0], np.intp)
-    first_false = np.argmin(flags, axis=1)
-    return np.where(flags.all(axis=1), flags.shape[1], first_false).astype(np.intp)
-
-
-# --- from runs to padding ------------------------------------------------------------------
-
-
-def infer_padding(scan: RunScan, t: int, f: int) -> tuple[Padding, IndexArray]:
-    """The padding that explains the runs, and every sample's valid length.
-
-    Value padding first (most common value of the end runs), then repeat padding, else
-    none (every step valid).
-    """
-    value = _pad_value(scan, f)
-    if value is not None:
-        return _value_padding(scan, value, t)
-    repeated = np.maximum(scan.rep_len - 1, 0)
-    if np.any(repeated):
-        return _summarise("repeat", "post", None, t - repeated, np.zeros_like(repeated), t)
-    return Padding("none", "none"), np.full(scan.rep_len.shape, t, np.intp)
-
-
-def _pad_value(scan: RunScan, f: int) -> Any:
-    """Most common value of the leading/trailing constant runs (NaN counted as one value)."""
-    candidates = np.concatenate(
-        [scan.lead_val[scan.lead_len > 0], scan.trail_val[scan.trail_len > 0]]
-    )
-    if candidates.size == 0:
-        return None
-    nan_count = int(np.count_nonzero(np.isnan(candidates))) if candidates.dtype.kind == "f" else 0
-    values, counts = np.unique(candidates[~_isnan(candidates)], return_counts=True)
-    best = int(np.argmax(counts)) if counts.size else -1
-    top_count = int(counts[best]) if counts.size else 0
-    value = candidates.dtype.type(np.nan) if nan_count > top_count else values[best]
-    if f == 1 and max(nan_count, top_count) < 2:
-        return None
-    return value
-
-
-def _isnan(a: np.ndarray) -> np.ndarray:
-    return np.isnan(a) if a.dtype.kind == "f" else np.zeros(a.shape, bool)
-
-
-def _value_padding(scan: RunScan, value: Any, t: int) -> tuple[Padding, IndexArray]:
-    lead = np.where((scan.lead_len > 0) & _same(scan.lead_val, value), scan.lead_len, 0)
-    trail = np.where((scan.trail_len > 0) & _same(scan.trail_val, value), scan.trail_len, 0)
-    empty = lead == t
-    lead, trail = np.where(empty, t, lead), np.where(empty, 0, trail)
-    pre, post = (lead > 0) & ~empty, (trail > 0) & ~empty
-    side: Side = "mixed" if pre.any() and post.any() else "pre" if pre.any() else "post"
-    return _summarise("value", side, value.item(), t - lead - trail, empty, t)
-
-
-def _summarise(
-    kind: Kind, side: Side, value: Any, valid: IndexArray, empty: np.ndarray, t: int
-) -> tuple[Padding, IndexArray]:
-    valid = valid.astype(np.intp)
-    padding = Padding(
-        kind=kind,
-        side=side,
-        value=value,
-        padded_samples=int(np.count_nonzero(valid < t)),
-        padded_steps=int((t - valid).sum()),
-        empty_samples=int(np.count_nonzero(empty)),
-    )
-    return padding, valid
 
 
 # --- helpers for in-memory arrays ----------------------------------------------------------
@@ -530,10 +389,7 @@ def detect_padding(x_ntf: np.ndarray) -> tuple[Padding, IndexArray]:
     >>> pad.side, pad.value, lengths.tolist()
     ('post', 0.0, [2, 1])
     """
-    n, t, f = x_ntf.shape
-    scan = RunScan(n, x_ntf.dtype, carry=False)
-    scan.update(slice(0, n), np.asarray(x_ntf))
-    return infer_padding(scan, t, f)
+    return _report_padding(padding.detect(np.asarray(x_ntf)))
 
 
 def detect_lengths(
@@ -548,9 +404,13 @@ def detect_lengths(
     >>> detect_lengths(x, 0.0).tolist(), detect_lengths(x, 0.0, "pre").tolist()
     ([3, 0], [4, 0])
     """
-    padded = np.all(_same(np.asarray(x_ntf), value), axis=-1)
-    run = leading_true(padded[:, ::-1] if side == "post" else padded)
-    return (x_ntf.shape[1] - run).astype(np.intp)
+    ends = padding.summarise(np.asarray(x_ntf), exact=True)
+    if side == "post":
+        run, const, found = ends.tail_run, ends.tail_const, ends.tail_value
+    else:
+        run, const, found = ends.head_run, ends.head_const, ends.head_value
+    padded = const & padding.same(found, value)
+    return (ends.t - np.where(padded, run, 0)).astype(np.intp)
 
 
 def inspect_refs(refs: Iterable[ArrayRef], *, layout: str = "ntf") -> list[dict[str, Any]]:

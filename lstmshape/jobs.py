@@ -51,7 +51,7 @@ def reduce_job(input_ref: ArrayRef, mask: MaskRequest, **options: Any) -> Job:
 def _last_step_warnings(source: Any, plan: Plan) -> list[str]:
     """Look at the first few MB of samples for trailing padding that `last` would return."""
     from lstmshape.blocks import rows_per_block
-    from lstmshape.masks import padding_warning
+    from lstmshape.padding import audit, detect
     from lstmshape.plan import as_ntf
 
     shape_ntf = ntf_shape(plan.in_shape, plan.layout, command="reduce")
@@ -59,8 +59,10 @@ def _last_step_warnings(source: Any, plan: Plan) -> list[str]:
         shape_ntf[0], rows_per_block(shape_ntf, source.dtype.itemsize, _WARNING_SAMPLE_BYTES)
     )
     sample = source.read(0, rows, axis=1 if plan.layout == "tnf" else 0)
-    warning = padding_warning(as_ntf(sample, plan.layout)) if sample.size else None
-    return [] if warning is None else [warning]
+    if not sample.size:
+        return []
+    found = audit(detect(as_ntf(sample, plan.layout), exact=False), None, strategy="last")
+    return [finding.message for finding in found]
 
 
 def pool_job(

@@ -229,7 +229,7 @@ def validate_mask(mask: npt.ArrayLike, n: int, t: int, layout: Layout = "ntf") -
     if values.shape != expected:
         raise InputError(
             f"mask has shape {values.shape}; expected {expected} for {layout} data "
-            f"with N={n}, T={t}"
+            f"with N={n}, T={t}{layout_hint(values.shape, n, t, layout)}"
         )
     if values.dtype != bool:
         if not (
@@ -243,6 +243,28 @@ def validate_mask(mask: npt.ArrayLike, n: int, t: int, layout: Layout = "ntf") -
             )
         values = values != 0
     return values if layout == "ntf" else values.T
+
+
+def layout_hint(shape: tuple[int, ...], n: int, t: int, layout: Layout) -> str:
+    """A hint for a mask or lengths whose shape fits the data read the other way round.
+
+    Lengths with one entry per timestep suggest the data's layout is the other one; a mask
+    with its two axes swapped is batch-first against time-major data (or the reverse).
+
+    >>> layout_hint((100,), n=30, t=100, layout="ntf")
+    '; 100 is T here: is the data time-major? try --layout tnf'
+    >>> layout_hint((30, 100), n=30, t=100, layout="tnf")
+    '; it is batch-first (N, T): transpose it, or check --layout'
+    """
+    other = "tnf" if layout == "ntf" else "ntf"
+    if len(shape) == 1 and shape[0] == t != n:
+        major = "time-major" if other == "tnf" else "batch-first"
+        return f"; {t} is T here: is the data {major}? try --layout {other}"
+    expected = (n, t) if layout == "ntf" else (t, n)
+    if len(shape) >= 2 and tuple(shape[:2]) == expected[::-1] and n != t:
+        form = "batch-first (N, T)" if layout == "tnf" else "time-major (T, N)"
+        return f"; it is {form}: transpose it, or check --layout"
+    return ""
 
 
 def mask_from_value(x_ntf: npt.NDArray[np.generic], value: float) -> BoolArray:
@@ -341,7 +363,10 @@ def build_validity(
     if lengths is not None:
         checked = validate_lengths(lengths, t)
         if len(checked) != n:
-            raise InputError(f"lengths has {len(checked)} entries; expected one per sample, N={n}")
+            raise InputError(
+                f"lengths has {len(checked)} entries; expected one per sample, N={n}"
+                + layout_hint(checked.shape, n, t, layout)
+            )
         return Validity(n=n, t=t, lengths=checked, pad_side=pad_side).compact()
     if mask is not None:
         return Validity.from_mask(mask, n, t, layout).compact()
@@ -412,67 +437,6 @@ def describe_empty(indices: IndexArray, *, limit: int = 5, count: int | None = N
     more = ", ..." if count > min(len(indices), limit) else ""
     noun = "sample has" if count == 1 else "samples have"
     return f"{count} {noun} no valid timestep ({shown}{more}); use --empty nan or --empty zero"
-
-
-def padding_warning(x_ntf: npt.NDArray[np.generic], *, max_samples: int = 4096) -> str | None:
-    """A warning when `last` without a mask would likely read padding, else None.
-
-    Reads only the last two steps of at most `max_samples` evenly spaced samples. A final
-    step looks like padding when all its features hold one value shared by many samples
-    (zero padding, any `Masking` value, NaN) or when it repeats the step before exactly,
-    which is what a masked Keras LSTM writes into padded slots.
-
-    >>> x = np.zeros((4, 3, 2)); x[:, 0] = 1.0
-    >>> "--lengths" in padding_warning(x)
-    True
-    """
-    shape = np.shape(x_ntf)
-    if len(shape) != 3 or 0 in shape:
-        return None
-    n, t, f = shape
-    step = max(1, -(-n // max_samples))
-    tail = np.asarray(x_ntf[::step, -2:])
-    last = tail[:, -1]
-    checked = len(last)
-    same = _equal_nan(last, last[:, :1])
-    constant = np.all(same, axis=1)
-    if constant.any():
-        # Only the most common constant counts: real data rarely repeats one value exactly.
-        values = last[constant, 0]
-        uniq, freq = np.unique(values, return_counts=True, equal_nan=True)
-        common = uniq[np.argmax(freq)]
-        constant &= _equal_nan(last[:, 0], common)
-        if f == 1 and int(constant.sum()) < 2:
-            constant[:] = False
-    else:
-        common = None
-    repeats = np.all(_equal_nan(last, tail[:, 0]), axis=1) if t >= 2 else np.zeros(checked, bool)
-    flagged = int(np.count_nonzero(constant | repeats))
-    if flagged == 0 or flagged < 0.1 * checked:
-        return None
-    if int(np.count_nonzero(constant)) >= int(np.count_nonzero(repeats)):
-        how = f"has every feature equal to {_show_value(common)}"
-    else:
-        how = "repeats the step before it exactly (a masked LSTM's padded output)"
-    return (
-        f"the final timestep of {flagged} of {checked} samples checked {how}, so it looks "
-        "like padding: --strategy last would return it; give --lengths (with --pad-side "
-        "post|pre), --mask-value or --mask to take each sample's last valid step"
-    )
-
-
-def _equal_nan(a: npt.NDArray[np.generic], b: npt.ArrayLike) -> BoolArray:
-    """a == b elementwise, with NaN equal to NaN."""
-    equal = a == b
-    if a.dtype.kind in "fc":
-        equal |= np.isnan(a) & np.isnan(b)
-    return equal
-
-
-def _show_value(value: object) -> str:
-    if isinstance(value, np.generic):
-        value = value.item()
-    return repr(value)
 
 
 @dataclass(frozen=True)

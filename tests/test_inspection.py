@@ -501,3 +501,35 @@ def test_lengths_come_back(
         assert report.padding.side == "none"
     if report.padding.kind == "value":
         assert same_value(report.padding.value, value)
+
+
+# --- notes from the padding detector -------------------------------------------------------
+
+
+def test_time_major_data_read_as_batch_first_gets_a_layout_note() -> None:
+    lengths = np.random.default_rng(3).integers(1, 13, size=40)
+    time_major = np.ascontiguousarray(batch(lengths, 12).transpose(1, 0, 2))
+    report = inspect_array(time_major)
+    assert any("staircase" in note and "--layout tnf" in note for note in report.notes)
+    assert not any("staircase" in n for n in inspect_array(time_major, layout="tnf").notes)
+
+
+def test_a_real_step_equal_to_the_padding_at_the_start_is_data_with_a_note() -> None:
+    x = batch([5, 3, 2, 4, 1, 5, 3], 6)
+    x[0, 0] = 0.0
+    report = inspect_array(x)
+    assert report.padding is not None and report.lengths is not None
+    assert report.padding.side == "post" and report.lengths.values.tolist() == [5, 3, 2, 4, 1, 5, 3]
+    assert "1 sample also holds the pad value at the start, taken as data" in report.notes
+
+
+def test_keras_empty_sequence_with_repeat_padding() -> None:
+    """An all-zero empty sample must not make 0.0 the pad value (issue #11)."""
+    lengths = [0, 4, 9, 2, 6, 4, 3, 9, 4]
+    x = batch(lengths, 9, f=4, repeat=True)
+    x[0] = 0.0
+    report = inspect_array(x)
+    assert report.padding is not None and report.lengths is not None
+    assert (report.padding.kind, report.padding.empty_samples) == ("repeat", 1)
+    assert report.lengths.values.tolist() == lengths
+    assert (report.lengths.min, report.lengths.median, report.lengths.max) == (0, 4.0, 9)

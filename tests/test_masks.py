@@ -19,7 +19,6 @@ from lstmshape.masks import (
     describe_empty,
     mask_from_lengths,
     mask_from_value,
-    padding_warning,
     require_nonempty,
 )
 
@@ -290,60 +289,44 @@ def test_other_argument_errors():
         build_validity(lengths=[1, 2])
 
 
-# -- padding warning ----------------------------------------------------------------------
+# -- layout hints -------------------------------------------------------------------------
 
 
-def _post_padded(value: float = 0.0) -> np.ndarray:
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((20, 6, 4))
-    lengths = rng.integers(1, 5, size=20)  # every sample padded at the end
-    x[np.arange(6)[None, :] >= lengths[:, None]] = value
-    return x
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"lengths": np.ones(100, int)},
+            "lengths has 100 entries; expected one per sample, N=30; 100 is T here: is the "
+            "data time-major? try --layout tnf",
+        ),
+        (
+            {"mask": np.ones((100, 30))},
+            "mask has shape (100, 30); expected (30, 100) for ntf data with N=30, T=100; it "
+            "is time-major (T, N): transpose it, or check --layout",
+        ),
+        (
+            {"mask": np.ones((100, 30)), "layout": "tnf"},
+            "mask has shape (100, 30); expected (30, 100) for tnf data with N=100, T=30; it "
+            "is batch-first (N, T): transpose it, or check --layout",
+        ),
+        (
+            {"lengths": np.ones(30, int), "layout": "tnf"},
+            "lengths has 30 entries; expected one per sample, N=100; 30 is T here: is the "
+            "data batch-first? try --layout ntf",
+        ),
+    ],
+)
+def test_sizes_that_fit_the_other_axis_suggest_the_layout(kwargs, message):
+    layout = kwargs.pop("layout", "ntf")
+    x = np.zeros((30, 100, 2))
+    x_ntf = x if layout == "ntf" else x.transpose(1, 0, 2)
+    with pytest.raises(InputError) as caught:
+        build_validity(x_ntf, layout=layout, **kwargs)
+    assert str(caught.value) == message
 
 
-@pytest.mark.parametrize("value", [0.0, -1.0, np.nan])
-def test_padding_warning_zero_or_value_padding(value):
-    message = padding_warning(_post_padded(value))
-    assert message is not None
-    for option in ("--lengths", "--mask-value", "--pad-side"):
-        assert option in message
-    assert "20 of 20 samples" in message
-
-
-def test_padding_warning_masked_lstm_repeats_previous_output():
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((10, 5, 3))
-    for i, length in enumerate(rng.integers(1, 4, size=10)):
-        x[i, length:] = x[i, length - 1]  # Keras writes the last output into padded steps
-    message = padding_warning(x)
-    assert message is not None and "repeats the step before it" in message
-
-
-def test_padding_warning_quiet_on_real_or_pre_padded_data():
-    rng = np.random.default_rng(5)
-    assert padding_warning(rng.standard_normal((50, 8, 16))) is None
-    pre = _post_padded()[:, ::-1]
-    assert padding_warning(pre) is None
-    assert padding_warning(np.zeros((0, 3, 2))) is None
-    assert padding_warning(np.zeros((3, 0, 2))) is None
-    # one sample in fifty looking padded is not "many samples"
-    x = rng.standard_normal((50, 8, 16))
-    x[0, -1] = 0
-    assert padding_warning(x) is None
-
-
-class _TailSpy:
-    """Array stand-in that records which slices were read."""
-
-    def __init__(self, x: np.ndarray) -> None:
-        self._x, self.shape, self.keys = x, x.shape, []
-
-    def __getitem__(self, key):
-        self.keys.append(key)
-        return self._x[key]
-
-
-def test_padding_warning_reads_only_the_final_steps():
-    spy = _TailSpy(_post_padded())
-    assert padding_warning(spy) is not None  # type: ignore[arg-type]
-    assert all(key[1] == slice(-2, None) for key in spy.keys)
+def test_sizes_that_fit_neither_axis_get_no_hint():
+    with pytest.raises(InputError) as caught:
+        build_validity(np.zeros((30, 100, 2)), lengths=np.ones(7, int))
+    assert "layout" not in str(caught.value)
