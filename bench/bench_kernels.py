@@ -21,8 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lstmshape.masks import Validity, build_validity
+from lstmshape.masks import build_validity
 from lstmshape.strategies.reduce import reduce_steps
+from lstmshape.validity import Validity
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:

@@ -26,9 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lstmshape.masks import Validity, build_validity
+from lstmshape.masks import build_validity
 from lstmshape.padding import Ends, audit, infer, summarise
 from lstmshape.strategies.reduce import reduce_steps
+from lstmshape.validity import Validity
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:

@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from lstmshape.checks import RunTally
 from lstmshape.errors import InputError
-from lstmshape.masks import Layout, PadSide, Validity, build_validity
+from lstmshape.masks import Layout, PadSide, build_validity
 from lstmshape.plan import (
     Plan,
     as_ntf,
@@ -26,6 +26,7 @@ from lstmshape.plan import (
     with_basis,
 )
 from lstmshape.strategies import pca as pca_kernels
+from lstmshape.validity import Validity
 
 Array = npt.NDArray[Any]
 

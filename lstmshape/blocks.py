@@ -46,8 +46,9 @@ import numpy.typing as npt
 
 from lstmshape.errors import InputError
 from lstmshape.io.blocks import Joined, Reader, aligned_buffer
-from lstmshape.masks import Layout, MaskSpec, Validity
+from lstmshape.masks import Layout, MaskSpec
 from lstmshape.plan import as_ntf
+from lstmshape.validity import Validity
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 

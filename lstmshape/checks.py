@@ -14,7 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
-from lstmshape.masks import BLOCK_ELEMENTS, BoolArray, IndexArray, Validity, describe_empty
+from lstmshape.masks import BLOCK_ELEMENTS
+from lstmshape.validity import BoolArray, IndexArray, Validity, describe_empty
 from lstmshape.vocabulary import NAN_POLICIES
 
 

@@ -14,8 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.blocks import DEFAULT_CHUNK_BYTES, reader_of
-from lstmshape.masks import MaskSpec, Validity
+from lstmshape.masks import MaskSpec
 from lstmshape.plan import Plan
+from lstmshape.validity import Validity
 
 Array = npt.NDArray[Any]
 

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape import padding
+from lstmshape.blocks import rows_per_block
 from lstmshape.errors import InputError
 from lstmshape.refs import ArrayRef
 
@@ -226,18 +227,6 @@ def inspect_array(
     return _inspect_3d(source, shape, dtype, layout, rows, base)
 
 
-def rows_per_block(shape: tuple[int, ...], itemsize: int, block_bytes: int = BLOCK_BYTES) -> int:
-    """How many entries along axis 0 make a block of about `block_bytes` (at least 1).
-
-    >>> rows_per_block((1000, 40, 16), 4, 2**20)
-    409
-    """
-    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * itemsize if shape else itemsize
-    if row_bytes == 0:
-        return max(shape[0], 1)
-    return max(block_bytes // row_bytes, 1)
-
-
 def _base_fields(shape: tuple[int, ...], dtype: np.dtype[Any]) -> dict[str, Any]:
     size = int(np.prod(shape, dtype=np.int64))
     return {
@@ -376,41 +365,6 @@ def _notes(found: Padding, f: int, detected: padding.Detection, layout: str) -> 
         other = "tnf" if layout == "ntf" else "ntf"
         notes.append(f"the padding forms a staircase along the first axis: try --layout {other}")
     return tuple(notes)
-
-
-# --- helpers for in-memory arrays ----------------------------------------------------------
-
-
-def detect_padding(x_ntf: np.ndarray) -> tuple[Padding, IndexArray]:
-    """Padding and valid lengths of an in-memory (N, T, F) array, as `inspect` finds them.
-
-    >>> x = np.zeros((2, 3, 2)); x[0, :2] = 1.5, 2.5; x[1, :1] = 3.0, 4.0
-    >>> pad, lengths = detect_padding(x)
-    >>> pad.side, pad.value, lengths.tolist()
-    ('post', 0.0, [2, 1])
-    """
-    return _report_padding(padding.detect(np.asarray(x_ntf)))
-
-
-def detect_lengths(
-    x_ntf: np.ndarray, value: float, side: Literal["post", "pre"] = "post"
-) -> IndexArray:
-    """Valid lengths when padding with `value` (NaN allowed) sits at `side` of each sample.
-
-    A step is padding when ALL its features equal `value` (Keras `Masking`); only the run at
-    the given end counts, so a padding-like step inside a sequence stays valid.
-
-    >>> x = np.array([[[1.0], [0.0], [2.0], [0.0]], [[0.0], [0.0], [0.0], [0.0]]])
-    >>> detect_lengths(x, 0.0).tolist(), detect_lengths(x, 0.0, "pre").tolist()
-    ([3, 0], [4, 0])
-    """
-    ends = padding.summarise(np.asarray(x_ntf), exact=True)
-    if side == "post":
-        run, const, found = ends.tail_run, ends.tail_const, ends.tail_value
-    else:
-        run, const, found = ends.head_run, ends.head_const, ends.head_value
-    padded = const & padding.same(found, value)
-    return (ends.t - np.where(padded, run, 0)).astype(np.intp)
 
 
 def inspect_refs(refs: Iterable[ArrayRef], *, layout: str = "ntf") -> list[dict[str, Any]]:

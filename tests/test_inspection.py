@@ -18,14 +18,13 @@ from helpers import SAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lstmshape.blocks import rows_per_block
 from lstmshape.errors import InputError
 from lstmshape.inspection import (
     Report,
-    detect_lengths,
-    detect_padding,
     inspect_array,
-    rows_per_block,
 )
+from lstmshape.padding import detect
 
 MANIFEST = json.loads((SAMPLES / "manifest.json").read_text(encoding="utf-8"))["arrays"]
 WITH_MASK = [ref for ref, e in MANIFEST.items() if e["mask"] is not None]
@@ -424,11 +423,11 @@ def test_every_element_is_read_once_in_bounded_blocks(layout: str, rows: int | N
     assert all(0 < stop - start <= expected_rows for start, stop in x.reads)
 
 
-def test_rows_per_block() -> None:
-    assert rows_per_block((10, 4, 4), 4, block_bytes=64) == 1
-    assert rows_per_block((10, 4, 4), 4, block_bytes=10) == 1
-    assert rows_per_block((10, 0, 4), 4) == 10
-    assert rows_per_block((100,), 8, block_bytes=80) == 10
+def test_rows_per_block() -> None:  # inspect blocks as the engine does (blocks.rows_per_block)
+    assert rows_per_block((10, 4, 4), 4, 64) == 1
+    assert rows_per_block((10, 4, 4), 4, 10) == 1
+    assert rows_per_block((10, 0, 4), 4, 640) == 10  # empty rows still count 64 bytes each
+    assert rows_per_block((100,), 8, 640) == 10
 
 
 # --- report and helpers --------------------------------------------------------------------
@@ -453,19 +452,20 @@ def test_histogram_has_eight_bins_over_zero_to_t() -> None:
 
 
 @pytest.mark.parametrize("value", [0.0, np.nan])
-def test_detect_lengths(value: float) -> None:
+def test_detector_gives_lengths(value: float) -> None:  # the one detector (padding.detect)
     x = batch([3, 0, 1], 3, value=value)
-    assert detect_lengths(x, value).tolist() == [3, 0, 1]
+    assert detect(x).lengths.tolist() == [3, 0, 1]
     pre = batch([3, 0, 1], 3, value=value, side="pre")
-    assert detect_lengths(pre, value, "pre").tolist() == [3, 0, 1]
+    assert detect(pre).lengths.tolist() == [3, 0, 1]
 
 
-def test_detect_padding_matches_inspect() -> None:
+def test_detector_matches_inspect() -> None:
     x = batch([4, 2, 3], 4, side="pre")
-    padding, lengths = detect_padding(x)
+    detected = detect(x)
     report = inspect_array(x)
-    assert padding == report.padding
-    assert report.lengths is not None and lengths.tolist() == report.lengths.values.tolist()
+    assert report.padding is not None and report.padding.side == detected.side == "pre"
+    assert report.lengths is not None
+    assert detected.lengths.tolist() == report.lengths.values.tolist()
 
 
 # --- property: made-with lengths come back for any batch -----------------------------------

@@ -13,14 +13,8 @@ from hypothesis.extra import numpy as hnp
 
 from lstmshape import masks
 from lstmshape.errors import InputError
-from lstmshape.masks import (
-    Validity,
-    build_validity,
-    describe_empty,
-    mask_from_lengths,
-    mask_from_value,
-    require_nonempty,
-)
+from lstmshape.masks import build_validity, mask_from_value
+from lstmshape.validity import Validity, describe_empty, mask_from_lengths, require_nonempty
 
 # -- references ---------------------------------------------------------------------------
 

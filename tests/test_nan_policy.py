@@ -22,10 +22,10 @@ from hypothesis.extra import numpy as hnp
 from lstmshape import api
 from lstmshape.checks import count_nans, nan_steps
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity
 from lstmshape.strategies import extremes as E
 from lstmshape.strategies.reduce import global_pool, reduce_steps
 from lstmshape.strategies.window import pool_windows, window_bounds
+from lstmshape.validity import Validity
 
 STRATEGIES = ["last", "first", "mean", "max", "min", "sum"]
 POLICIES = ["propagate", "omit"]

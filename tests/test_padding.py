@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lstmshape.inspection import inspect_array
-from lstmshape.masks import Validity, build_validity
+from lstmshape.masks import build_validity
 from lstmshape.padding import (
     EMPTY,
     HEAD,
@@ -29,6 +29,7 @@ from lstmshape.padding import (
     looks_time_major,
     summarise,
 )
+from lstmshape.validity import Validity
 
 STRATEGIES = [None, "last", "first", "mean", "sum", "max", "min"]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

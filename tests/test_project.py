@@ -11,9 +11,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity
 from lstmshape.strategies.pca import PcaAccumulator, PcaBasis, fit_pca, pca_project, pca_shape
 from lstmshape.strategies.project import ACTIVATIONS, project_linear, project_shape
+from lstmshape.validity import Validity
 
 SETTINGS = settings(max_examples=50, deadline=None)
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity, build_validity
+from lstmshape.masks import build_validity
 from lstmshape.strategies import extremes as E
 from lstmshape.strategies.reduce import (
     global_pool,
@@ -23,6 +23,7 @@ from lstmshape.strategies.reduce import (
     reduce_shape,
     reduce_steps,
 )
+from lstmshape.validity import Validity
 
 STRATEGIES = ["last", "first", "mean", "max", "min", "sum"]
 DTYPES = ["float16", "float32", "float64", "int32"]

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity
 from lstmshape.strategies.reshape import (
     PRESETS,
     pack_shape,
@@ -25,6 +24,7 @@ from lstmshape.strategies.reshape import (
     rearrange_pattern,
     reshape_preset,
 )
+from lstmshape.validity import Validity
 
 SETTINGS = settings(max_examples=50, deadline=None)
 

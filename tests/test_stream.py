@@ -21,9 +21,10 @@ from lstmshape.io.blocks import Reader
 from lstmshape.io.h5_readers import ChunkedFile
 from lstmshape.io.npy import FileArray
 from lstmshape.io.npz import ZipStream
-from lstmshape.masks import MaskSpec, Validity, build_validity
+from lstmshape.masks import MaskSpec, build_validity
 from lstmshape.strategies.pca import PcaAccumulator
 from lstmshape.stream import run_plan
+from lstmshape.validity import Validity
 
 N, T, F = 7, 5, 4
 ROW = T * F * 4  # bytes of one float32 sample

@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity
 from lstmshape.strategies.window import (
     pool_windows,
     pool_windows_shape,
     window_bounds,
     window_shape,
 )
+from lstmshape.validity import Validity
 
 SETTINGS = settings(max_examples=50, deadline=None)
 

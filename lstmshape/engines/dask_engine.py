@@ -38,10 +38,11 @@ from lstmshape.blocks import DEFAULT_CHUNK_BYTES
 from lstmshape.checks import RunTally
 from lstmshape.engines.dask_inputs import input_array
 from lstmshape.engines.dask_session import Session
-from lstmshape.masks import MaskSpec, Validity
+from lstmshape.masks import MaskSpec
 from lstmshape.plan import Plan
 from lstmshape.strategies.pca import PcaAccumulator, PcaBasis
 from lstmshape.stream import join_extras
+from lstmshape.validity import Validity
 
 Array = npt.NDArray[Any]
 

@@ -25,7 +25,7 @@ import numpy as np
 from lstmshape.padding.decide import EMPTY, HEAD, TAIL, Detection
 
 if TYPE_CHECKING:
-    from lstmshape.masks import Validity
+    from lstmshape.validity import Validity
 
 AUTO_MASK_FLAG = "--lengths auto"  # the flag that takes the mask from the detected padding
 MaskSource = str  # None (no mask), "mask", "lengths" or "mask-value"

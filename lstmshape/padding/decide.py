@@ -11,7 +11,7 @@ import numpy.typing as npt
 from lstmshape.padding.ends import PROBE_STEPS, Array, BoolArray, Ends, IndexArray, same
 
 if TYPE_CHECKING:
-    from lstmshape.masks import Validity
+    from lstmshape.validity import Validity
 
 Kind = Literal["value", "repeat", "none"]
 Side = Literal["post", "pre", "mixed", "none"]
@@ -61,14 +61,14 @@ class Detection:
         return (self.pad_run > 0) & ~self.empty
 
     def validity(self) -> Validity:
-        """The detected padding as a `masks.Validity` (needs an exact summary).
+        """The detected padding as a `validity.Validity` (needs an exact summary).
 
         >>> from lstmshape.padding.ends import summarise
         >>> x = np.zeros((2, 3, 2)); x[0, :2] = 1.0, 2.0; x[1, :1] = 3.0, 4.0
         >>> infer(summarise(x, exact=True)).validity().lengths.tolist()
         [2, 1]
         """
-        from lstmshape.masks import Validity
+        from lstmshape.validity import Validity
 
         if self.lengths is None or self.lead is None:
             raise ValueError("lengths need an exact summary: summarise(x, exact=True)")

@@ -20,7 +20,8 @@ import numpy.typing as npt
 
 from lstmshape.checks import screen
 from lstmshape.errors import InputError
-from lstmshape.masks import Layout, Validity, require_nonempty
+from lstmshape.masks import Layout
+from lstmshape.validity import Validity, require_nonempty
 
 Array = npt.NDArray[Any]
 Kernel = Callable[[Array, Validity], "Array | tuple[Array, Array]"]

@@ -10,10 +10,11 @@ import numpy.typing as npt
 
 from lstmshape.checks import check_nan_policy
 from lstmshape.errors import InputError
-from lstmshape.masks import Layout, Validity, describe_empty
+from lstmshape.masks import Layout
 from lstmshape.plan.base import Array, Gather, Kernel, Plan, in_layout, ntf_shape
 from lstmshape.strategies import reduce as reduce_kernels
 from lstmshape.strategies import window as window_kernels
+from lstmshape.validity import Validity, describe_empty
 
 _SHOWN = 5  # sample indices named in an error
 

@@ -9,10 +9,11 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Layout, Validity
+from lstmshape.masks import Layout
 from lstmshape.plan.base import Array, Kernel, Plan, in_layout, ntf_shape
 from lstmshape.strategies import pca as pca_kernels
 from lstmshape.strategies import project as project_kernels
+from lstmshape.validity import Validity
 
 
 def _projection(

@@ -8,9 +8,10 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Layout, PadSide, Validity
+from lstmshape.masks import Layout, PadSide
 from lstmshape.plan.base import Array, Kernel, Plan, as_ntf, in_layout, ntf_shape
 from lstmshape.strategies import reshape as reshape_kernels
+from lstmshape.validity import Validity
 
 
 def plan_reshape(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lstmshape.masks import BoolArray, Validity
+from lstmshape.validity import BoolArray, Validity
 
 Array = npt.NDArray[Any]
 Scalar = bool | int | float

@@ -11,7 +11,6 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity
 from lstmshape.strategies.project import (
     check_numeric,
     compute_dtype,
@@ -19,6 +18,7 @@ from lstmshape.strategies.project import (
     validity_mask,
     zero_padding,
 )
+from lstmshape.validity import Validity
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity
+from lstmshape.validity import Validity
 from lstmshape.vocabulary import WEIGHTS_LAYOUTS, WeightsLayout
 
 Array = npt.NDArray[np.generic]
@@ -123,7 +123,7 @@ def validity_mask(validity: Validity | None, n: int, t: int) -> npt.NDArray[np.b
     if validity is None:
         return None
     if not isinstance(validity, Validity):
-        raise InputError(f"validity must be a masks.Validity; got {type(validity).__name__}")
+        raise InputError(f"validity must be a validity.Validity; got {type(validity).__name__}")
     if validity.is_all_valid:
         return None
     if (validity.n, validity.t) != (n, t):

@@ -3,7 +3,7 @@
 `reduce_steps` takes the last/first valid step or the mean/max/min/sum of the valid steps;
 `global_pool` is the masked global average/max pooling built on it. `x` is batch-first and
 may be a non-contiguous view (a transposed time-major array) or a `np.memmap`; the
-`masks.Validity` says which steps are real data. Padding never reaches a result, even when it
+`validity.Validity` says which steps are real data. Padding never reaches a result, even when it
 holds NaN or inf.
 
 dtypes (`reduce_dtype`):
@@ -43,8 +43,8 @@ import numpy.typing as npt
 
 from lstmshape.checks import apply_nan_policy
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity, describe_empty
 from lstmshape.strategies import extremes
+from lstmshape.validity import Validity, describe_empty
 from lstmshape.vocabulary import (
     EMPTY_POLICIES,
     POOL_OPS,

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity, checked_mask, mask_from_lengths, validate_lengths
+from lstmshape.validity import Validity, checked_mask, mask_from_lengths, validate_lengths
 from lstmshape.vocabulary import LAYOUTS, PRESETS, Layout, PadSide, Preset
 
 __all__ = [

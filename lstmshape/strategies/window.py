@@ -37,7 +37,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lstmshape.checks import apply_nan_policy, check_nan_policy
 from lstmshape.errors import InputError
-from lstmshape.masks import Validity, checked_mask
+from lstmshape.validity import Validity, checked_mask
 from lstmshape.vocabulary import PADDINGS, POOL_OPS, NanPolicy, Padding, PoolOp
 
 __all__ = [
