@@ -26,7 +26,7 @@ def can_gather(source: Any, plan: Plan, spec: MaskSpec) -> bool:
     reader = reader_of(source)
     return (
         plan.gather is not None
-        and spec.mask_value is None
+        and not spec.per_block
         and len(plan.in_shape) == 3
         and reader is not None
         and reader.supports_rows

@@ -13,11 +13,18 @@ from typing import Any
 
 import numpy as np
 
+from lstmshape import padding
 from lstmshape.errors import InputError
 from lstmshape.masks import Layout, MaskSpec, PadSide, build_validity, check_one_source
+from lstmshape.padding import Detection
 from lstmshape.refs import ArrayRef
 from lstmshape.report import format_bytes
 from lstmshape.sources import open_sources, parts_of
+
+#: `--lengths auto` decides the padding on about this many bytes of the first samples.
+AUTO_SAMPLE_BYTES = 16 * 2**20
+#: The `--lengths` value that asks for the detected padding (a file named so: `./auto`).
+AUTO = "auto"
 
 # Below this size a mask or lengths array is read and checked in full (the messages say
 # what is wrong with it); above it, one holding the wrong number of values is refused unread.
@@ -38,15 +45,25 @@ class MaskRequest:
         check_one_source(self.mask_ref, self.lengths_ref, self.mask_value)
 
     @property
+    def auto(self) -> bool:
+        """`--lengths auto`: the mask comes from the padding the data shows."""
+        ref = self.lengths_ref
+        return ref is not None and ref.path == AUTO and ref.key is None
+
+    @property
     def given(self) -> bool:
         return any(v is not None for v in (self.mask_ref, self.lengths_ref, self.mask_value))
 
     def inputs(self) -> list[ArrayRef]:
         """Every file the mask source reads (for the input-is-not-the-output checks)."""
-        return [part for ref in (self.mask_ref, self.lengths_ref) for part in parts_of(ref)]
+        refs = (self.mask_ref, None if self.auto else self.lengths_ref)
+        return [part for ref in refs for part in parts_of(ref)]
 
-    def describe(self) -> str:
-        """The mask source in words, for the table and the provenance attributes."""
+    def describe(self, spec: MaskSpec | None = None) -> str:
+        """The mask source in words, for the table and the provenance attributes; with
+        `--lengths auto`, what the detector found in `spec`."""
+        if self.auto and spec is not None and spec.detected is not None:
+            return f"lengths auto ({describe_detection(spec.detected)})"
         if self.mask_ref is not None:
             return f"mask {self.mask_ref}"
         if self.lengths_ref is not None:
@@ -56,8 +73,13 @@ class MaskRequest:
         return "none (every step valid)"
 
 
-def load_mask_spec(request: MaskRequest, shape_ntf: tuple[int, ...]) -> MaskSpec:
-    """Read the mask source (small arrays, read whole) into a MaskSpec for the engine."""
+def load_mask_spec(
+    request: MaskRequest, shape_ntf: tuple[int, ...], source: Any = None
+) -> MaskSpec:
+    """Read the mask source (small arrays, read whole) into a MaskSpec for the engine; for
+    `--lengths auto`, decide the padding on the first samples of `source`."""
+    if request.auto:
+        return MaskSpec(detected=_detect_first(source, request.layout, shape_ntf))
     if request.mask_value is not None:
         return MaskSpec(mask_value=parse_float(request.mask_value, "--mask-value"))
     if not request.given:
@@ -79,6 +101,46 @@ def load_mask_spec(request: MaskRequest, shape_ntf: tuple[int, ...]) -> MaskSpec
             f"lengths have {len(validity.counts())} entries; the data has N={n} samples"
         )
     return MaskSpec(validity=validity)
+
+
+def _detect_first(source: Any, layout: Layout, shape_ntf: tuple[int, ...]) -> Detection:
+    """The padding of the first samples (about `AUTO_SAMPLE_BYTES`), which every later block
+    is read with; a clear error when they show none."""
+    from lstmshape.blocks import rows_per_block
+    from lstmshape.plan import as_ntf
+
+    if len(shape_ntf) != 3:
+        raise InputError("--lengths auto needs 3-D data (N, T, F)")
+    rows = min(shape_ntf[0], rows_per_block(shape_ntf, source.dtype.itemsize, AUTO_SAMPLE_BYTES))
+    sample = as_ntf(np.asarray(source.read(0, rows, axis=1 if layout == "tnf" else 0)), layout)
+    detected = padding.infer(padding.summarise(sample, exact=True))
+    if detected.kind == "none" or not np.any(detected.padded | detected.empty):
+        raise InputError(
+            f"--lengths auto: the first {rows} samples show no padding (no run of one value or "
+            "of a repeated step at the ends of the samples); give --lengths FILE, --mask or "
+            "--mask-value"
+        )
+    if detected.side == "mixed":
+        raise InputError(
+            "--lengths auto: the first samples are padded at both ends; give --mask (or "
+            "--lengths with --pad-side) to say which steps are real"
+        )
+    return detected
+
+
+def describe_detection(detected: Detection) -> str:
+    """'post-padded with 0.0, lengths 3/7/9 in the first 64 samples' for the footer."""
+    how = "repeating the last step" if detected.kind == "repeat" else f"with {detected.value!r}"
+    lengths = detected.lengths if detected.lengths is not None else np.zeros(0, np.intp)
+    spread = (
+        "/".join(str(int(v)) for v in (lengths.min(), np.median(lengths), lengths.max()))
+        if lengths.size
+        else "-"
+    )
+    return (
+        f"detected {detected.side}-padded {how}; lengths min/median/max {spread} in the first "
+        f"{detected.n} samples"
+    )
 
 
 def load_small(ref: ArrayRef, what: str, axis: int = 0, *, values: int | None = None) -> Any:

@@ -18,9 +18,6 @@ from lstmshape.refs import ArrayRef
 from lstmshape.run import Job
 from lstmshape.sources import open_sources
 
-# What the unmasked `last` warning looks at: the first few MB of samples.
-_WARNING_SAMPLE_BYTES = 4 * 2**20
-
 
 @contextmanager
 def _opened(input_ref: ArrayRef, layout: str) -> Iterator[Any]:
@@ -35,34 +32,14 @@ def _opened(input_ref: ArrayRef, layout: str) -> Iterator[Any]:
 def _job(input_ref: ArrayRef, source: Any, plan: Plan, mask: MaskRequest, **extra: Any) -> Job:
     shape = tuple(source.shape)
     shape_ntf = ntf_shape(shape, mask.layout, command=plan.operation) if len(shape) == 3 else shape
-    return Job(input_ref, source, plan, load_mask_spec(mask, shape_ntf), mask, **extra)
+    return Job(input_ref, source, plan, load_mask_spec(mask, shape_ntf, source), mask, **extra)
 
 
 def reduce_job(input_ref: ArrayRef, mask: MaskRequest, **options: Any) -> Job:
     """`options`: strategy, bidirectional, keepdims, empty, nan_policy (as `plan_reduce`)."""
     with _opened(input_ref, mask.layout) as source:
         plan = plan_reduce(source.shape, source.dtype, layout=mask.layout, **options)
-        job = _job(input_ref, source, plan, mask)
-        if options.get("strategy") == "last" and not mask.given:
-            job.warnings += _last_step_warnings(source, plan)
-        return job
-
-
-def _last_step_warnings(source: Any, plan: Plan) -> list[str]:
-    """Look at the first few MB of samples for trailing padding that `last` would return."""
-    from lstmshape.blocks import rows_per_block
-    from lstmshape.padding import audit, detect
-    from lstmshape.plan import as_ntf
-
-    shape_ntf = ntf_shape(plan.in_shape, plan.layout, command="reduce")
-    rows = min(
-        shape_ntf[0], rows_per_block(shape_ntf, source.dtype.itemsize, _WARNING_SAMPLE_BYTES)
-    )
-    sample = source.read(0, rows, axis=1 if plan.layout == "tnf" else 0)
-    if not sample.size:
-        return []
-    found = audit(detect(as_ntf(sample, plan.layout), exact=False), None, strategy="last")
-    return [finding.message for finding in found]
+        return _job(input_ref, source, plan, mask)
 
 
 def pool_job(
@@ -126,7 +103,7 @@ def reshape_job(
         spec, lengths = MaskSpec(), None
         if drop_padding and preset == "steps":  # the plan refuses it with any other preset
             shape_ntf = ntf_shape(shape, mask.layout, command="reshape --drop-padding")
-            spec = load_mask_spec(mask, shape_ntf)
+            spec = load_mask_spec(mask, shape_ntf, source)
         if preset == "padded" and mask.lengths_ref is not None:
             lengths = load_small(mask.lengths_ref, "lengths")
         plan = plan_reshape(

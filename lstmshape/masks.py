@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import InputError
+from lstmshape.padding import Detection, infer, summarise
 from lstmshape.validity import (
     BoolArray,
     Validity,
@@ -175,10 +176,18 @@ class MaskSpec:
 
     validity: Validity | None = None
     mask_value: float | None = None
+    detected: Detection | None = None  # --lengths auto: the padding decided on a first block
+
+    @property
+    def per_block(self) -> bool:
+        """True when each block's validity comes from its data (a value, detected padding)."""
+        return self.mask_value is not None or self.detected is not None
 
     def for_block(self, x_ntf: npt.NDArray[Any], start: int, stop: int) -> Validity:
         if self.validity is not None:
             return self.validity.rows(start, stop)
+        if self.detected is not None:
+            return infer(summarise(x_ntf, exact=True), like=self.detected).validity()
         if self.mask_value is not None:
             mask = mask_from_value(x_ntf, self.mask_value)
             return Validity(n=mask.shape[0], t=mask.shape[1], mask=mask).compact()

@@ -31,6 +31,7 @@ class Summary:
     options: dict[str, Any] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     dry_run: bool = False
+    warnings: list[Any] = field(default_factory=list)  # findings: `.code`, `.message`
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object: `command`, then each step keyed by its label."""
@@ -44,6 +45,7 @@ class Summary:
             if step.note:
                 payload[step.label]["note"] = step.note
         payload["options"] = self.options
+        payload["warnings"] = [{"code": w.code, "message": w.message} for w in self.warnings]
         return payload
 
 

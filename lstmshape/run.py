@@ -12,7 +12,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from lstmshape import engines
+from lstmshape import engines, gather
+from lstmshape.audit import PaddingAudit, audit_spec, sample_findings
 from lstmshape.errors import InputError
 from lstmshape.inputs import MaskRequest, refuse_over_memory
 from lstmshape.masks import MaskSpec
@@ -40,6 +41,7 @@ class OutputRequest:
     chunk_mb: float = 16.0
     as_json: bool = False
     stdout_is_terminal: bool = False
+    strict: bool = False  # a warning of the padding audit is an error; nothing is written
     engine: str = "inprocess"
     scheduler: str | None = None
     workers: int | None = None
@@ -66,7 +68,6 @@ class Job:
     extra_inputs: tuple[ArrayRef, ...] = ()
     extra_outs: dict[str, ArrayRef] = field(default_factory=dict)  # --mask-out, --lengths-out
     basis_out: ArrayRef | None = None  # --save-basis
-    warnings: list[str] = field(default_factory=list)
 
     def __enter__(self) -> Job:
         return self
@@ -80,7 +81,7 @@ def plan_summary(job: Job) -> Summary:
     plan = job.plan
     options = dict(plan.options)
     if plan.operation != "reshape":  # reshape reads a mask only to pack, and says so itself
-        options["mask"] = job.mask.describe()
+        options["mask"] = job.mask.describe(job.spec)
     return Summary(
         command=plan.operation,
         options=options,
@@ -107,16 +108,18 @@ def execute(
     target = resolve_output(request, job.input_ref, job.plan.label)
     inputs = _inputs(job)
     _check_outputs(job, target, request, inputs)
-    for message in job.warnings:
-        warn(message)
     provenance: dict[str, Any] = {"source": str(job.input_ref), "operation": job.plan.operation}
     provenance["options"] = summary.options
     with engines.open_engine(request) as engine:
         plan = job.plan if job.plan.pca is None else _fit_pca(job, request, engine, progress)
+        audit = PaddingAudit(audit_spec(plan, job.mask))
         if plan.operation == "reshape":
-            extra = _reshape(job, plan, target, request, inputs, provenance)
+            extra = _reshape(job, plan, target, request, inputs, provenance, audit)
         else:
-            extra = _stream(job, plan, target, request, inputs, provenance, engine, progress)
+            extra = _stream(job, plan, target, request, inputs, provenance, engine, audit, progress)
+    summary.warnings = audit.reported
+    for finding in audit.reported:
+        warn(finding.message)
     summary.steps[-1].where = _where(target)
     for ref in job.extra_outs.values():
         _save(extra, ref, request, inputs, provenance)
@@ -163,13 +166,16 @@ def _stream(
     inputs: list[ArrayRef],
     provenance: dict[str, Any],
     engine: Any,
-    progress: Progress,
+    audit: PaddingAudit,
+    progress: Progress = no_progress,
 ) -> Any:
     from lstmshape import io
 
-    may_fail_late = plan.nan_policy != "propagate" or (
-        plan.rejects_empty and job.spec.validity is None
-    )
+    may_fail_late = request.strict or plan.nan_policy != "propagate"
+    may_fail_late |= plan.rejects_empty and job.spec.validity is None
+    gathers = request.engine != "dask" and gather.can_gather(job.source, plan, job.spec)
+    if gathers:  # the rows a gather reads say nothing of the padding: audit its first samples
+        audit.report(sample_findings(job.source, plan, job.spec, audit.spec), request.strict)
     with (
         progress(job.source.nbytes, plan.operation) as advance,
         io.open_sink(
@@ -182,9 +188,18 @@ def _stream(
             hold_stdout=may_fail_late,  # standard output waits for the whole-input checks
         ) as sink,
     ):
-        return engine.run_plan(
-            job.source, plan, job.spec, sink, chunk_bytes=request.chunk_bytes, on_block=advance
+        extra = engine.run_plan(
+            job.source,
+            plan,
+            job.spec,
+            sink,
+            chunk_bytes=request.chunk_bytes,
+            on_block=advance,
+            audit=None if gathers else audit,
         )
+        if not gathers:
+            audit.report(audit.findings(job.spec.validity), request.strict)
+        return extra
 
 
 def _reshape(
@@ -194,15 +209,18 @@ def _reshape(
     request: OutputRequest,
     inputs: list[ArrayRef],
     provenance: dict[str, Any],
+    audit: PaddingAudit,
 ) -> Any:
     """reshape holds its whole input in memory (reduce, pool and project stream it)."""
     why = "reshape holds its whole input in memory (reduce, pool and project stream it)"
     refuse_over_memory(job.source, str(job.input_ref), why)
     data = job.source.read_all()
     validity = None
-    if plan.extra_name == "lengths":  # packing: the validity of the whole batch
+    if data.ndim == 3 and plan.options["to"] != "padded":
         x_ntf = as_ntf(data, plan.layout)
         validity = job.spec.for_block(x_ntf, 0, x_ntf.shape[0])
+        audit.add(x_ntf, validity)
+        audit.report(audit.findings(job.spec.validity), request.strict)
     assert plan.kernel is not None  # reshape plans always carry theirs
     result = plan.kernel(data, validity)  # type: ignore[arg-type]
     out, extra = result if isinstance(result, tuple) else (result, None)

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape import gather
+from lstmshape.audit import PaddingAudit
 from lstmshape.blocks import DEFAULT_CHUNK_BYTES, BlockReader, BlockWriter, iter_blocks
 from lstmshape.checks import RunTally
 from lstmshape.masks import Layout, MaskSpec
@@ -32,9 +33,11 @@ def run_plan(
     *,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     on_block: Callable[[int], None] | None = None,
+    audit: PaddingAudit | None = None,
 ) -> Array | None:
     """Apply `plan` to every block, writing each output block to `sink` as it comes; raise
     (before the sink is committed) for what the whole input shows (`checks.RunTally`).
+    `audit` is given every block read (not the rows of a gather).
 
     Returns the side output of windowed pooling (the (N, T') output mask), or None.
     """
@@ -48,6 +51,8 @@ def run_plan(
     extras: list[Array] = []
     blocks = iter_blocks(source, plan.layout, spec, chunk_bytes=chunk_bytes, on_block=on_block)
     for start, _stop, x_ntf, validity in blocks:
+        if audit is not None:
+            audit.add(x_ntf, validity)
         out, extra, checks = plan.apply(x_ntf, validity)
         tally.add(checks, start)
         sink.write(start, _detached(out, x_ntf), axis=plan.out_axis)

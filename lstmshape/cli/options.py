@@ -93,7 +93,8 @@ mask_options = stack(
         type=REF,
         multiple=True,
         callback=join_inputs,
-        help="(N,) valid lengths per sample. Several files or a glob: joined along N.",
+        help="(N,) valid lengths per sample. Several files or a glob: joined along N. "
+        "'auto': from the padding the data shows.",
     ),
     click.option(
         "--mask-value",
@@ -165,6 +166,11 @@ output_options = stack(
     click.option("--force", is_flag=True, help="Overwrite an existing output (or h5 KEY)."),
     click.option("--dry-run", is_flag=True, help="Show the shapes; compute and write nothing."),
     click.option(
+        "--strict",
+        is_flag=True,
+        help="A warning of the padding audit is an error (exit 2, nothing written).",
+    ),
+    click.option(
         "--chunk-mb",
         type=click.FloatRange(min=0.001),
         default=16.0,
@@ -197,7 +203,7 @@ engine_options = stack(
     ),
 )
 
-_OUTPUT_NAMES = ("output_ref", "force", "dry_run", "chunk_mb", "as_json")
+_OUTPUT_NAMES = ("output_ref", "force", "dry_run", "strict", "chunk_mb", "as_json")
 _ENGINE_NAMES = ("engine", "scheduler", "workers")
 _MASK_NAMES = ("layout", "mask_ref", "lengths_ref", "mask_value", "pad_side")
 

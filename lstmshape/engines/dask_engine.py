@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lstmshape.audit import PaddingAudit, block_summary
 from lstmshape.blocks import DEFAULT_CHUNK_BYTES
 from lstmshape.checks import RunTally
 from lstmshape.engines.dask_inputs import input_array
@@ -61,7 +62,7 @@ def _mask_arrays(spec: MaskSpec, n_chunks: tuple[int, ...]) -> tuple[str, list[A
 
     validity = spec.validity
     if validity is None or validity.is_all_valid:
-        return ("value" if spec.mask_value is not None else "none"), []
+        return ("value" if spec.per_block else "none"), []
     if validity.lengths is not None:
         return "lengths", [da.from_array(validity.lengths, chunks=(n_chunks,)), "n"]
     assert validity.mask is not None
@@ -161,8 +162,10 @@ def run_plan(
     session: Session,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     on_block: Callable[[int], None] | None = None,
+    audit: PaddingAudit | None = None,
 ) -> Array | None:
-    """`stream.run_plan` on a dask cluster: same arguments, same results.
+    """`stream.run_plan` on a dask cluster: same arguments, same results; the padding
+    audit's block summaries are made on the workers from the blocks they read anyway.
 
     Returns the (N, T') output mask of windowed pooling, or None.
     """
@@ -195,14 +198,19 @@ def run_plan(
     checks = None
     if plan.nan_policy != "propagate" or (plan.rejects_empty and spec.validity is None):
         checks = blockwise("checks", (x_ntf.shape[0], 3), 0, np.int64)
+    ends = _block_summaries(x_ntf, spec, audit) if audit is not None else None
     if hasattr(sink, "zarr_array"):
-        extras, tables = _store_to_zarr(session, sink, out, extra, checks, plan.out_axis)
+        extras, tables, summaries = _store_to_zarr(
+            session, sink, out, extra, checks, ends, plan.out_axis
+        )
         if on_block is not None:
             on_block(int(source.nbytes))
     else:
-        extras, tables = _write_in_order(
-            session, sink, out, extra, checks, plan.out_axis, source, on_block
+        extras, tables, summaries = _write_in_order(
+            session, sink, out, extra, checks, ends, plan.out_axis, source, on_block
         )
+    for summary in summaries:
+        audit.add_summary(*summary)  # type: ignore[union-attr]  # summaries come with an audit
     tally = RunTally()
     for start, table in zip(np.cumsum((0, *n_chunks)), tables, strict=False):
         tally.add(table, int(start))
@@ -210,9 +218,34 @@ def run_plan(
     return join_extras(plan, extras)
 
 
+def _block_summaries(x_ntf: Any, spec: MaskSpec, audit: PaddingAudit) -> list[Any] | None:
+    """Per block of samples, the delayed `audit.block_summary` (None for 2-D inputs)."""
+    import dask
+
+    if x_ntf.ndim != 3:
+        return None
+    summarise = dask.delayed(block_summary, pure=True)
+    bounds = np.cumsum((0, *x_ntf.chunks[0]))
+    return [
+        summarise(
+            block,
+            None if spec.validity is None else spec.validity.rows(int(start), int(stop)),
+            spec,
+            audit.given,
+        )
+        for block, start, stop in zip(x_ntf.to_delayed().ravel(), bounds, bounds[1:], strict=True)
+    ]
+
+
 def _store_to_zarr(
-    session: Session, sink: Any, out: Any, extra: Any, flags: Any, out_axis: int
-) -> tuple[list[Array], list[Array]]:
+    session: Session,
+    sink: Any,
+    out: Any,
+    extra: Any,
+    flags: Any,
+    ends: list[Any] | None,
+    out_axis: int,
+) -> tuple[list[Array], list[Array], list[Any]]:
     """The workers write their blocks into the sink's temporary Zarr store."""
     import dask.array as da
 
@@ -221,12 +254,12 @@ def _store_to_zarr(
     chunks = tuple(rows if i == out_axis else max(s, 1) for i, s in enumerate(out.shape))
     target = sink.zarr_array(chunks=chunks)
     stored = da.store([regular], [target], lock=False, compute=False)
-    wanted = [stored] + [c for c in (extra, flags) if c is not None]
+    wanted = [stored] + [c for c in (extra, flags) if c is not None] + (ends or [])
     results = session.compute(wanted)[1:]
     sink.mark_written()
     extras = [results.pop(0)] if extra is not None else []
     tables = [results.pop(0)] if flags is not None else []
-    return extras, tables
+    return extras, tables, results
 
 
 def _write_in_order(
@@ -235,10 +268,11 @@ def _write_in_order(
     out: Any,
     extra: Any,
     flags: Any,
+    ends: list[Any] | None,
     out_axis: int,
     source: Any,
     on_block: Callable[[int], None] | None,
-) -> tuple[list[Array], list[Array]]:
+) -> tuple[list[Array], list[Array], list[Any]]:
     """Blocks computed on the cluster a few at a time, written here in order."""
     n_blocks = len(out.chunks[out_axis])
     lead = (slice(None),) * out_axis
@@ -254,10 +288,13 @@ def _write_in_order(
                 item.append(extra.blocks[i])
             if flags is not None:
                 item.append(flags.blocks[i])
+            if ends is not None:
+                item.append(ends[i])
             yield item
 
     extras: list[Array] = []
     empties: list[Array] = []
+    summaries: list[Any] = []
     start = 0
     for i, result in enumerate(session.ordered(items())):
         block = result[0]
@@ -266,10 +303,12 @@ def _write_in_order(
         if extra is not None:
             extras.append(result[1])
         if flags is not None:
-            empties.append(result[-1])
+            empties.append(result[2 if extra is not None else 1])
+        if ends is not None:
+            summaries.append(result[-1])
         if on_block is not None:
             on_block(block_bytes[i])
-    return extras, empties
+    return extras, empties, summaries
 
 
 # ----------------------------------------------------------------------------- PCA
@@ -299,13 +338,11 @@ def merge_accumulators(*accumulators: PcaAccumulator) -> PcaAccumulator:
     return merged
 
 
-def _pca_partial(
-    x_ntf: Array, validity: Validity | None, mask_value: float | None, f: int
-) -> PcaAccumulator:
-    """The accumulator of one block's valid steps."""
+def _pca_partial(x_ntf: Array, validity: Validity | None, spec: MaskSpec, f: int) -> PcaAccumulator:
+    """The accumulator of one block's valid steps (`validity` None: found from the block)."""
     acc = PcaAccumulator(f)
-    if validity is None and mask_value is not None:
-        validity = MaskSpec(mask_value=mask_value).for_block(x_ntf, 0, x_ntf.shape[0])
+    if validity is None and x_ntf.ndim == 3:
+        validity = spec.for_block(x_ntf, 0, x_ntf.shape[0])
     acc.update(x_ntf, None if validity is None or validity.is_all_valid else validity)
     return acc
 
@@ -334,7 +371,7 @@ def fit_pca(
         rows_validity = None
         if spec.validity is not None:
             rows_validity = spec.validity.rows(start, start + rows)
-        level.append(partial(block, rows_validity, spec.mask_value, f))
+        level.append(partial(block, rows_validity, spec, f))
         start += rows
     if not level:
         return PcaAccumulator(f).finish(k)
