@@ -32,6 +32,7 @@ import numpy.typing as npt
 from lstmshape import padding
 from lstmshape.blocks import rows_per_block
 from lstmshape.errors import InputError
+from lstmshape.handover import Handover, hand_over
 from lstmshape.refs import ArrayRef
 
 Side = Literal["post", "pre", "mixed", "none"]
@@ -367,17 +368,27 @@ def _notes(found: Padding, f: int, detected: padding.Detection, layout: str) -> 
     return tuple(notes)
 
 
-def inspect_refs(refs: Iterable[ArrayRef], *, layout: str = "ntf") -> list[dict[str, Any]]:
-    """The inspect report of every array behind `refs` (each array of a file without KEY)."""
+def inspect_refs(
+    refs: Iterable[ArrayRef], *, layout: str = "ntf", handover: Handover | None = None
+) -> list[dict[str, Any]]:
+    """The inspect report of every array behind `refs` (each array of a file without KEY);
+    `handover`: check a given mask, write the detected one (`lstmshape.handover`)."""
     from lstmshape import io
 
+    handover = handover or Handover()
+    listed = [(ref, info) for ref in refs for info in io.list_arrays(ref)]
+    if (handover.writes or handover.mask is not None) and len(listed) != 1:
+        raise InputError(
+            f"--lengths-out, --mask-out, --lengths and --mask go with one array; the inputs "
+            f"hold {len(listed)} (name one with PATH:KEY)"
+        )
     reports = []
-    for ref in refs:
-        for info in io.list_arrays(ref):
-            with io.open_array(info.ref) as source:
-                report = inspect_array(source, layout=layout).to_dict()
-            report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
-            if info.format == "h5" and ref.key is None:
-                report["file_tree_of"] = info.ref.path
-            reports.append(report)
+    for ref, info in listed:
+        with io.open_array(info.ref) as source:
+            found = inspect_array(source, layout=layout)
+            report = found.to_dict() | hand_over(found, source, handover)
+        report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
+        if info.format == "h5" and ref.key is None:
+            report["file_tree_of"] = info.ref.path
+        reports.append(report)
     return reports

@@ -77,6 +77,16 @@ def print_inspect(reports: Sequence[dict[str, Any]], console: Console | None = N
             )
             console.print(trees[tree_key])
         console.print(_inspect_table(report))
+        if report.get("picture"):
+            console.print(_picture_text(report), highlight=False)
+
+
+def _picture_text(report: dict[str, Any]) -> str:
+    """The validity picture: sampled samples down, time across (█ valid, · padding)."""
+    rows = report["picture"]
+    return "valid steps (samples down, time across):\n" + "\n".join(
+        f"  [green]{row}[/]".replace("·", "[dim]·[/]") for row in rows
+    )
 
 
 def _h5_tree(path: str, keys: Sequence[str]) -> Tree:
@@ -120,6 +130,19 @@ def _inspect_rows(report: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield "NaN / Inf", f"{report['nan_count']:,} / {report.get('inf_count', 0):,}"
     for note in report.get("notes", []):
         yield "note", note
+    check = report.get("check")
+    if check:
+        yield "given mask", f"{check['given']}: {_agreement(check)}"
+    for what, where in report.get("written", {}).items():
+        yield f"{what} written", where
+
+
+def _agreement(check: dict[str, Any]) -> str:
+    if not check["disagree"]:
+        return "agrees"
+    shown = ", ".join(str(i) for i in check["first"])
+    more = ", ..." if check["disagree"] > len(check["first"]) else ""
+    return f"disagrees in {check['disagree']} of {check['samples']} samples ({shown}{more})"
 
 
 def _padding_text(padding: dict[str, Any]) -> str:

@@ -16,7 +16,6 @@ from lstmshape.cli.options import (
     engine_options,
     expand_inputs,
     inputs_argument,
-    layout_option,
     mask_options,
     mask_out_option,
     nan_policy_option,
@@ -81,24 +80,43 @@ def _report(summary: Any, as_json: bool, quiet: bool) -> None:
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("inputs", nargs=-1, required=True, type=REF, callback=expand_inputs)
-@layout_option
+@click.option("--lengths-out", type=REF, default=None, help="Write the detected lengths here.")
+@mask_out_option("Write the detected (N, T) mask here ((T, N) with --layout tnf).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --lengths-out/--mask-out.")
+@click.option("--strict", is_flag=True, help="A given mask that disagrees is an error (exit 2).")
+@mask_options
 @report_options
 @click.pass_obj
 def inspect(
-    term: Terminal, inputs: tuple[ArrayRef, ...], layout: str, as_json: bool, quiet: bool
+    term: Terminal,
+    inputs: tuple[ArrayRef, ...],
+    as_json: bool,
+    quiet: bool,
+    lengths_out: ArrayRef | None,
+    mask_out: ArrayRef | None,
+    force: bool,
+    strict: bool,
+    **mask: Any,
 ) -> None:
     """Show shape, dtype, size, padding, valid lengths and NaN/Inf counts.
 
-    An .h5 or .npz without KEY shows every array in it.
+    An .h5 or .npz without KEY shows every array in it. With --lengths or --mask, check
+    that mask against the padding the data shows; --lengths-out/--mask-out write the
+    detected one.
 
     \b
     Example:
       lstmshape inspect samples/post_padded.npy samples/runs.h5
+      lstmshape inspect samples/pre_padded.npy --lengths-out lengths.npy
     """
+    from lstmshape.handover import Handover
+    from lstmshape.inputs import MaskRequest
     from lstmshape.inspection import inspect_refs
     from lstmshape.report import print_json
 
-    reports = inspect_refs(inputs, layout=layout)
+    given = MaskRequest(**mask)
+    handover = Handover(given if given.given else None, lengths_out, mask_out, force, strict)
+    reports = inspect_refs(inputs, layout=given.layout, handover=handover)
     if as_json:
         print_json(reports[0] if len(reports) == 1 else reports)
     if not quiet:
