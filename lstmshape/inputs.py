@@ -132,11 +132,9 @@ def describe_detection(detected: Detection) -> str:
     """'post-padded with 0.0, lengths 3/7/9 in the first 64 samples' for the footer."""
     how = "repeating the last step" if detected.kind == "repeat" else f"with {detected.value!r}"
     lengths = detected.lengths if detected.lengths is not None else np.zeros(0, np.intp)
-    spread = (
-        "/".join(str(int(v)) for v in (lengths.min(), np.median(lengths), lengths.max()))
-        if lengths.size
-        else "-"
-    )
+    spread = "-"
+    if lengths.size:
+        spread = f"{lengths.min()}/{np.median(lengths):g}/{lengths.max()}"
     return (
         f"detected {detected.side}-padded {how}; lengths min/median/max {spread} in the first "
         f"{detected.n} samples"
