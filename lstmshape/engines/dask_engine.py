@@ -209,8 +209,8 @@ def run_plan(
         extras, tables, summaries = _write_in_order(
             session, sink, out, extra, checks, ends, plan.out_axis, source, on_block
         )
-    for summary in summaries:
-        audit.add_summary(*summary)  # type: ignore[union-attr]  # summaries come with an audit
+    for boxed in summaries:
+        audit.add_summary(*boxed[()])  # type: ignore[union-attr]  # summaries come with an audit
     tally = RunTally()
     for start, table in zip(np.cumsum((0, *n_chunks)), tables, strict=False):
         tally.add(table, int(start))
@@ -219,22 +219,33 @@ def run_plan(
 
 
 def _block_summaries(x_ntf: Any, spec: MaskSpec, audit: PaddingAudit) -> list[Any] | None:
-    """Per block of samples, the delayed `audit.block_summary` (None for 2-D inputs)."""
+    """Per block of samples, its `audit.block_summary` as a 0-d object dask array (dask
+    2026.8 computes a mix of arrays and delayed values out of order; arrays keep theirs)."""
     import dask
+    import dask.array as da
 
     if x_ntf.ndim != 3:
         return None
-    summarise = dask.delayed(block_summary, pure=True)
+    summarise = dask.delayed(_boxed_summary, pure=True)
     bounds = np.cumsum((0, *x_ntf.chunks[0]))
+    blocks = x_ntf.to_delayed().ravel()
     return [
-        summarise(
-            block,
-            None if spec.validity is None else spec.validity.rows(int(start), int(stop)),
-            spec,
-            audit.given,
+        da.from_delayed(
+            summarise(block, None if spec.validity is None else spec.validity.rows(a, b), spec,
+                      audit.given),
+            shape=(),
+            dtype=object,
         )
-        for block, start, stop in zip(x_ntf.to_delayed().ravel(), bounds, bounds[1:], strict=True)
-    ]
+        for block, a, b in zip(blocks, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+    ]  # fmt: skip
+
+
+def _boxed_summary(
+    x_ntf: Array, validity: Validity | None, spec: MaskSpec, given: bool
+) -> npt.NDArray[np.object_]:
+    boxed = np.empty((), dtype=object)
+    boxed[()] = block_summary(x_ntf, validity, spec, given)
+    return boxed
 
 
 def _store_to_zarr(
