@@ -3,8 +3,9 @@
 An engine adds every block it reads anyway (`PaddingAudit.add`: the cheap end summary of
 `lstmshape.padding`, a few steps per sample); at the end `findings` decides once over the
 merged summary and asks `padding.audit` what contradicts the mask source. A row gather
-(`last`/`first` with a known mask) reads too little for that: it audits its first samples
-instead (`sample_findings`, about 4 MiB of them), read once more.
+(`last`/`first` with a known mask) reads too little for that, and the dask engine's blocks
+stay on its workers: both audit their first samples instead (`sample_findings`, about 4 MiB
+of them, read once more).
 """
 
 from __future__ import annotations
@@ -81,13 +82,10 @@ class PaddingAudit:
         self.reported = findings
 
     def add(self, x_ntf: npt.NDArray[Any], validity: Validity) -> None:
+        """Summarise a block the engine read (`validity`: the mask it was given or found)."""
         if x_ntf.ndim == 3:
-            self.add_summary(*block_summary(x_ntf, validity, MaskSpec(), self.given))
-
-    def add_summary(self, ends: padding.Ends, counts: npt.NDArray[np.intp]) -> None:
-        """A block summarised elsewhere (`block_summary` on a dask worker), in order."""
-        self.parts.append(ends)
-        self.counts.append(counts)
+            self.parts.append(padding.summarise(x_ntf, validity if self.given else None))
+            self.counts.append(validity.counts())
 
     @property
     def given(self) -> bool:
@@ -113,15 +111,6 @@ class PaddingAudit:
             mask_value=spec.mask_value,
             layout=spec.layout,
         )
-
-
-def block_summary(
-    x_ntf: npt.NDArray[Any], validity: Validity | None, spec: MaskSpec, given: bool
-) -> tuple[padding.Ends, npt.NDArray[np.intp]]:
-    """One block's end summary and valid counts; `validity` None: found from the block."""
-    if validity is None:
-        validity = spec.for_block(x_ntf, 0, x_ntf.shape[0])
-    return padding.summarise(x_ntf, validity if given else None), validity.counts()
 
 
 def sample_findings(

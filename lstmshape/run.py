@@ -173,8 +173,10 @@ def _stream(
 
     may_fail_late = request.strict or plan.nan_policy != "propagate"
     may_fail_late |= plan.rejects_empty and job.spec.validity is None
-    gathers = request.engine != "dask" and gather.can_gather(job.source, plan, job.spec)
-    if gathers:  # the rows a gather reads say nothing of the padding: audit its first samples
+    # A gather reads too little to audit, and the dask engine's blocks stay on its workers:
+    # both audit their first samples here instead.
+    sampled = request.engine == "dask" or gather.can_gather(job.source, plan, job.spec)
+    if sampled:
         audit.report(sample_findings(job.source, plan, job.spec, audit.spec), request.strict)
     with (
         progress(job.source.nbytes, plan.operation) as advance,
@@ -195,9 +197,9 @@ def _stream(
             sink,
             chunk_bytes=request.chunk_bytes,
             on_block=advance,
-            audit=None if gathers else audit,
+            **({} if sampled else {"audit": audit}),
         )
-        if not gathers:
+        if not sampled:
             audit.report(audit.findings(job.spec.validity), request.strict)
         return extra
 

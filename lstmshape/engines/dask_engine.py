@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lstmshape.audit import PaddingAudit, block_summary
 from lstmshape.blocks import DEFAULT_CHUNK_BYTES
 from lstmshape.checks import RunTally
 from lstmshape.engines.dask_inputs import input_array
@@ -162,10 +161,9 @@ def run_plan(
     session: Session,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     on_block: Callable[[int], None] | None = None,
-    audit: PaddingAudit | None = None,
 ) -> Array | None:
-    """`stream.run_plan` on a dask cluster: same arguments, same results; the padding
-    audit's block summaries are made on the workers from the blocks they read anyway.
+    """`stream.run_plan` on a dask cluster: same arguments, same results (the padding
+    audit of a dask run looks at its first samples: `audit.sample_findings`).
 
     Returns the (N, T') output mask of windowed pooling, or None.
     """
@@ -198,54 +196,19 @@ def run_plan(
     checks = None
     if plan.nan_policy != "propagate" or (plan.rejects_empty and spec.validity is None):
         checks = blockwise("checks", (x_ntf.shape[0], 3), 0, np.int64)
-    ends = _block_summaries(x_ntf, spec, audit) if audit is not None else None
     if hasattr(sink, "zarr_array"):
-        extras, tables, summaries = _store_to_zarr(
-            session, sink, out, extra, checks, ends, plan.out_axis
-        )
+        extras, tables = _store_to_zarr(session, sink, out, extra, checks, plan.out_axis)
         if on_block is not None:
             on_block(int(source.nbytes))
     else:
-        extras, tables, summaries = _write_in_order(
-            session, sink, out, extra, checks, ends, plan.out_axis, source, on_block
+        extras, tables = _write_in_order(
+            session, sink, out, extra, checks, plan.out_axis, source, on_block
         )
-    for boxed in summaries:
-        audit.add_summary(*boxed[()])  # type: ignore[union-attr]  # summaries come with an audit
     tally = RunTally()
     for start, table in zip(np.cumsum((0, *n_chunks)), tables, strict=False):
         tally.add(table, int(start))
     tally.check()
     return join_extras(plan, extras)
-
-
-def _block_summaries(x_ntf: Any, spec: MaskSpec, audit: PaddingAudit) -> list[Any] | None:
-    """Per block of samples, its `audit.block_summary` as a 0-d object dask array (dask
-    2026.8 computes a mix of arrays and delayed values out of order; arrays keep theirs)."""
-    import dask
-    import dask.array as da
-
-    if x_ntf.ndim != 3:
-        return None
-    summarise = dask.delayed(_boxed_summary, pure=True)
-    bounds = np.cumsum((0, *x_ntf.chunks[0]))
-    blocks = x_ntf.to_delayed().ravel()
-    return [
-        da.from_delayed(
-            summarise(block, None if spec.validity is None else spec.validity.rows(a, b), spec,
-                      audit.given),
-            shape=(),
-            dtype=object,
-        )
-        for block, a, b in zip(blocks, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
-    ]  # fmt: skip
-
-
-def _boxed_summary(
-    x_ntf: Array, validity: Validity | None, spec: MaskSpec, given: bool
-) -> npt.NDArray[np.object_]:
-    boxed = np.empty((), dtype=object)
-    boxed[()] = block_summary(x_ntf, validity, spec, given)
-    return boxed
 
 
 def _store_to_zarr(
@@ -254,9 +217,8 @@ def _store_to_zarr(
     out: Any,
     extra: Any,
     flags: Any,
-    ends: list[Any] | None,
     out_axis: int,
-) -> tuple[list[Array], list[Array], list[Any]]:
+) -> tuple[list[Array], list[Array]]:
     """The workers write their blocks into the sink's temporary Zarr store."""
     import dask.array as da
 
@@ -265,12 +227,12 @@ def _store_to_zarr(
     chunks = tuple(rows if i == out_axis else max(s, 1) for i, s in enumerate(out.shape))
     target = sink.zarr_array(chunks=chunks)
     stored = da.store([regular], [target], lock=False, compute=False)
-    wanted = [stored] + [c for c in (extra, flags) if c is not None] + (ends or [])
+    wanted = [stored] + [c for c in (extra, flags) if c is not None]
     results = session.compute(wanted)[1:]
     sink.mark_written()
     extras = [results.pop(0)] if extra is not None else []
     tables = [results.pop(0)] if flags is not None else []
-    return extras, tables, results
+    return extras, tables
 
 
 def _write_in_order(
@@ -279,11 +241,10 @@ def _write_in_order(
     out: Any,
     extra: Any,
     flags: Any,
-    ends: list[Any] | None,
     out_axis: int,
     source: Any,
     on_block: Callable[[int], None] | None,
-) -> tuple[list[Array], list[Array], list[Any]]:
+) -> tuple[list[Array], list[Array]]:
     """Blocks computed on the cluster a few at a time, written here in order."""
     n_blocks = len(out.chunks[out_axis])
     lead = (slice(None),) * out_axis
@@ -299,13 +260,10 @@ def _write_in_order(
                 item.append(extra.blocks[i])
             if flags is not None:
                 item.append(flags.blocks[i])
-            if ends is not None:
-                item.append(ends[i])
             yield item
 
     extras: list[Array] = []
     empties: list[Array] = []
-    summaries: list[Any] = []
     start = 0
     for i, result in enumerate(session.ordered(items())):
         block = result[0]
@@ -314,12 +272,10 @@ def _write_in_order(
         if extra is not None:
             extras.append(result[1])
         if flags is not None:
-            empties.append(result[2 if extra is not None else 1])
-        if ends is not None:
-            summaries.append(result[-1])
+            empties.append(result[-1])
         if on_block is not None:
             on_block(block_bytes[i])
-    return extras, empties, summaries
+    return extras, empties
 
 
 # ----------------------------------------------------------------------------- PCA
