@@ -16,8 +16,8 @@ import numpy as np
 from lstmshape.errors import InputError
 from lstmshape.masks import Layout, MaskSpec, PadSide, build_validity, check_one_source
 from lstmshape.refs import ArrayRef
-from lstmshape.report import format_bytes
 from lstmshape.sources import open_sources, parts_of
+from lstmshape.units import format_bytes
 
 # Below this size a mask or lengths array is read and checked in full (the messages say
 # what is wrong with it); above it, one holding the wrong number of values is refused unread.

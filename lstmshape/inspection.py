@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from lstmshape.errors import InputError
 from lstmshape.refs import ArrayRef
+from lstmshape.report import Advance, Progress, no_progress
 
 Side = Literal["post", "pre", "mixed", "none"]
 Kind = Literal["value", "repeat", "none"]
@@ -553,17 +554,39 @@ def detect_lengths(
     return (x_ntf.shape[1] - run).astype(np.intp)
 
 
-def inspect_refs(refs: Iterable[ArrayRef], *, layout: str = "ntf") -> list[dict[str, Any]]:
-    """The inspect report of every array behind `refs` (each array of a file without KEY)."""
+def inspect_refs(
+    refs: Iterable[ArrayRef], *, layout: str = "ntf", progress: Progress = no_progress
+) -> list[dict[str, Any]]:
+    """The inspect report of every array behind `refs` (each array of a file without KEY);
+    `progress` gets one pass per array."""
     from lstmshape import io
 
     reports = []
     for ref in refs:
         for info in io.list_arrays(ref):
-            with io.open_array(info.ref) as source:
-                report = inspect_array(source, layout=layout).to_dict()
+            with (
+                io.open_array(info.ref) as source,
+                progress(source.nbytes, f"inspecting {info.ref}") as advance,
+            ):
+                report = inspect_array(_Counted(source, advance), layout=layout).to_dict()
             report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
             if info.format == "h5" and ref.key is None:
                 report["file_tree_of"] = info.ref.path
             reports.append(report)
     return reports
+
+
+class _Counted:
+    """An `io.ArraySource` that reports the bytes of each block read to `advance`."""
+
+    def __init__(self, source: Any, advance: Advance) -> None:
+        self.shape, self.dtype = source.shape, source.dtype
+        self._source, self._advance = source, advance
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        block = np.asarray(self._source.read(start, stop))
+        self._advance(block.nbytes)
+        return block
+
+    def read_all(self) -> np.ndarray:
+        return self.read(0, self.shape[0]) if self.shape else np.asarray(self._source.read_all())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from lstmshape.errors import InputError
@@ -16,7 +17,7 @@ from lstmshape.masks import MaskSpec
 from lstmshape.plan import Plan, ntf_shape, plan_pool, plan_project, plan_reduce, plan_reshape
 from lstmshape.refs import ArrayRef
 from lstmshape.run import Job
-from lstmshape.sources import open_sources
+from lstmshape.sources import MultiRef, open_sources
 
 # What the unmasked `last` warning looks at: the first few MB of samples.
 _WARNING_SAMPLE_BYTES = 4 * 2**20
@@ -125,8 +126,10 @@ def reshape_job(
         if drop_padding and preset == "steps":  # the plan refuses it with any other preset
             shape_ntf = ntf_shape(shape, mask.layout, command="reshape --drop-padding")
             spec = load_mask_spec(mask, shape_ntf)
-        if preset == "padded" and mask.lengths_ref is not None:
-            lengths = load_small(mask.lengths_ref, "lengths")
+        if preset == "padded":
+            mask = _with_stored_lengths(input_ref, mask)
+            if mask.lengths_ref is not None:
+                lengths = load_small(mask.lengths_ref, "lengths")
         plan = plan_reshape(
             shape,
             source.dtype,
@@ -142,3 +145,18 @@ def reshape_job(
         )
         outs = {name: ref for name, ref in (extra_outs or {}).items() if ref is not None}
         return Job(input_ref, source, plan, spec, mask, extra_outs=outs)
+
+
+def _with_stored_lengths(input_ref: ArrayRef, mask: MaskRequest) -> MaskRequest:
+    """Without --lengths, `--to padded` reads the lengths that packing stored beside the
+    data in its container (`run.lengths_beside`: KEY_lengths)."""
+    from lstmshape import io
+    from lstmshape.run import lengths_beside
+
+    if mask.lengths_ref is not None or not input_ref.key or isinstance(input_ref, MultiRef):
+        return mask
+    beside = lengths_beside(input_ref)
+    stored = {(info.ref.key or "").strip("/") for info in io.list_arrays(ArrayRef(input_ref.path))}
+    if beside.key is None or beside.key.strip("/") not in stored:
+        return mask
+    return replace(mask, lengths_ref=beside)

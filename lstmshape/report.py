@@ -1,4 +1,5 @@
-"""What a command did, as data: the before/after steps and the `--json` object.
+"""What a command does, as data: the before/after steps, the `--json` object, and the
+progress hooks the engines call while they work.
 
 Kept apart from `render` so that quiet and JSON-only runs never import rich.
 """
@@ -7,8 +8,20 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+#: `advance(nbytes)`: that many more input bytes are done.
+Advance = Callable[[int], None]
+#: `progress(total_bytes, label)`: a context giving the `Advance` of one pass over the data.
+Progress = Callable[[int, str], AbstractContextManager[Advance]]
+
+
+@contextmanager
+def no_progress(_total: int, _label: str) -> Iterator[Advance]:
+    yield lambda _nbytes: None
 
 
 @dataclass
@@ -29,7 +42,8 @@ class Summary:
     command: str
     steps: list[Step] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
-    messages: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # shown under the table
+    notices: list[str] = field(default_factory=list)  # said even under -q: names chosen
     dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,20 +59,6 @@ class Summary:
                 payload[step.label]["note"] = step.note
         payload["options"] = self.options
         return payload
-
-
-def format_bytes(count: int) -> str:
-    """A byte count in binary units, as every message and table shows sizes.
-
-    >>> format_bytes(512), format_bytes(3 * 2**30), format_bytes(5 * 2**40)
-    ('512 B', '3.0 GiB', '5.0 TiB')
-    """
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def print_json(payload: Any) -> None:
