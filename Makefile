@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The demo needs only the runtime dependencies (no pytest, hypothesis, mypy, dask, zarr).
+RUNTIME := $(VENV)/.installed-runtime
 DEMO := build/demo
 SIZE ?= 256MB
 FUZZ_SECONDS ?= 600
@@ -19,9 +21,13 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME)
 
-demo: $(STAMP)
+$(RUNTIME): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+demo: $(RUNTIME)
 	@mkdir -p $(DEMO)
 	$(LS) inspect samples/post_padded.npy samples/pre_padded.npy samples/runs.h5
 	$(LS) reduce samples/post_padded.npy --strategy last --lengths samples/post_lengths.npy -o $(DEMO)/last.npy --force

@@ -16,7 +16,7 @@ import numpy as np
 from lstmshape.errors import InputError
 from lstmshape.masks import Layout, MaskSpec, PadSide, build_validity, check_one_source
 from lstmshape.refs import ArrayRef
-from lstmshape.sources import open_sources, parts_of
+from lstmshape.sources import describe_matches, open_sources, parts_of
 from lstmshape.units import format_bytes
 
 # Below this size a mask or lengths array is read and checked in full (the messages say
@@ -56,8 +56,34 @@ class MaskRequest:
         return "none (every step valid)"
 
 
-def load_mask_spec(request: MaskRequest, shape_ntf: tuple[int, ...]) -> MaskSpec:
-    """Read the mask source (small arrays, read whole) into a MaskSpec for the engine."""
+def load_mask_spec(
+    request: MaskRequest, shape_ntf: tuple[int, ...], data: ArrayRef | None = None
+) -> MaskSpec:
+    """Read the mask source (small arrays, read whole) into a MaskSpec for the engine.
+
+    When the data (`data`) or the mask source is several files or a glob, an error says
+    what each matched, with its count of samples.
+    """
+    try:
+        return _load_mask_spec(request, shape_ntf)
+    except InputError as error:
+        n_axis = 1 if request.layout == "tnf" else 0
+        matches = [
+            describe_matches(ref, what, axis)
+            for ref, what, axis in (
+                (data, "the input", None),
+                (request.mask_ref, "--mask", n_axis),
+                (request.lengths_ref, "--lengths", 0),
+            )
+            if ref is not None
+        ]
+        found = "; ".join(m for m in matches if m)
+        if not found:
+            raise
+        raise InputError(f"{error} ({found})") from None
+
+
+def _load_mask_spec(request: MaskRequest, shape_ntf: tuple[int, ...]) -> MaskSpec:
     if request.mask_value is not None:
         return MaskSpec(mask_value=parse_float(request.mask_value, "--mask-value"))
     if not request.given:

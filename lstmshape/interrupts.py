@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import signal
 import sys
-from types import FrameType
+
+TYPE_CHECKING = False  # not typing's: this module loads before anything else
+if TYPE_CHECKING:
+    from types import FrameType
 
 #: The exit code of an interrupted run (128 + SIGINT), as shells report a Ctrl-C.
 EXIT_CODE = 130

@@ -36,7 +36,8 @@ def _opened(input_ref: ArrayRef, layout: str) -> Iterator[Any]:
 def _job(input_ref: ArrayRef, source: Any, plan: Plan, mask: MaskRequest, **extra: Any) -> Job:
     shape = tuple(source.shape)
     shape_ntf = ntf_shape(shape, mask.layout, command=plan.operation) if len(shape) == 3 else shape
-    return Job(input_ref, source, plan, load_mask_spec(mask, shape_ntf), mask, **extra)
+    spec = load_mask_spec(mask, shape_ntf, data=input_ref)
+    return Job(input_ref, source, plan, spec, mask, **extra)
 
 
 def reduce_job(input_ref: ArrayRef, mask: MaskRequest, **options: Any) -> Job:
@@ -125,7 +126,7 @@ def reshape_job(
         spec, lengths = MaskSpec(), None
         if drop_padding and preset == "steps":  # the plan refuses it with any other preset
             shape_ntf = ntf_shape(shape, mask.layout, command="reshape --drop-padding")
-            spec = load_mask_spec(mask, shape_ntf)
+            spec = load_mask_spec(mask, shape_ntf, data=input_ref)
         if preset == "padded":
             mask = _with_stored_lengths(input_ref, mask)
             if mask.lengths_ref is not None:

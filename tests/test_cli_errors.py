@@ -156,7 +156,7 @@ def test_two_mask_sources(run_cli, tmp_path, padded):
 def test_empty_sample_error_names_samples(run_cli, tmp_path, padded):
     lengths = tmp_path / "l.npy"
     np.save(lengths, np.array([0, 3, 0, 1]))
-    result = run_cli(["reduce", padded["x"], "--lengths", lengths, "-o", tmp_path / "o.npy", "-q"])
+    result = run_cli(["reduce", padded["x"], "--lengths", lengths, "-o", tmp_path / "o.npy"])
     _assert_one_error_line(result, "2 samples")
     assert not (tmp_path / "o.npy").exists()
 
@@ -170,7 +170,7 @@ def test_empty_samples_are_named_by_file_index_when_streamed(run_cli, tmp_path, 
     masks = ["--lengths", tmp_path / "l.npy"] if source == "lengths" else ["--mask-value", "0"]
     out = tmp_path / "o.npy"
     result = run_cli(
-        ["reduce", tmp_path / "x.npy", "-s", "mean", *masks, "--chunk-mb", "0.001", "-o", out, "-q"]
+        ["reduce", tmp_path / "x.npy", "-s", "mean", *masks, "--chunk-mb", "0.001", "-o", out]
     )
     _assert_one_error_line(result, "3 samples have no valid timestep (7, 31, 44)")
     assert not out.exists()

@@ -3,6 +3,11 @@ the names lstmshape chose on standard error; the `--json` object on standard out
 
 Quiet levels: 0 shows everything; `-q` drops the table and the bars but keeps warnings
 and chosen names; `-qq` leaves errors only. rich is imported only to draw.
+
+On a terminal the table is drawn from the plan before the work starts, so a person sees
+what a long run is doing (an error found during the work follows it). When standard error
+is a file or a pipe, the same table is written once the run succeeds: a script reading a
+failed run's standard error finds the one `Error:` line the contract promises.
 """
 
 from __future__ import annotations
@@ -23,13 +28,19 @@ class Display:
         self.term = term
         self.quiet = quiet
         self.as_json = as_json
+        self._table_shown = False
 
     def table(self, summary: Any) -> None:
-        """The before/after table, from the plan (`on_plan`)."""
-        if not self.quiet:
+        """The before/after table, from the plan (`on_plan`): drawn now on a terminal."""
+        if self.term.stderr_isatty:
+            self._draw_table(summary)
+
+    def _draw_table(self, summary: Any) -> None:
+        if not self.quiet and not self._table_shown:
             from lstmshape import render
 
             render.print_summary(summary)
+        self._table_shown = True
 
     def warn(self, message: str) -> None:
         """One `Warning:` line; `-q` keeps it, `-qq` drops it."""
@@ -53,7 +64,8 @@ class Display:
             yield advance
 
     def finish(self, summary: Any) -> None:
-        """After the run: the names chosen, then the JSON object."""
+        """After the run: the table (unless drawn already), the names chosen, the JSON."""
+        self._draw_table(summary)
         for notice in summary.notices:
             self.notice(notice)
         if self.as_json:

@@ -55,6 +55,12 @@ class LstmShapeGroup(click.Group):
             code = _ending(error, debug="--debug" in argv)
         sys.exit(code if isinstance(code, int) else 0)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # click would answer with a blank line and an Abort
+            raise interrupts.Interrupted from None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         format_full_commands(self, ctx, formatter)
 

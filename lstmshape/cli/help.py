@@ -11,8 +11,6 @@ CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_
 
 #: The help section of each shared option; a command's own options are "Operation".
 SECTION_OF = {
-    "inputs": "Input",
-    "input_ref": "Input",
     "layout": "Input",
     "allow_external": "Input",
     "mask_ref": "Mask",
@@ -32,7 +30,6 @@ SECTION_OF = {
     "scheduler": "Engine",
     "workers": "Engine",
     "debug": "Other",
-    "help": "Other",
 }
 SECTIONS = ("Input", "Mask", "Operation", "Output", "Engine", "Other")
 
@@ -42,10 +39,13 @@ class SectionedCommand(click.Command):
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows: dict[str, list[tuple[str, str]]] = {section: [] for section in SECTIONS}
+        help_option = self.get_help_option(ctx)
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
-            if record is not None:
-                rows[SECTION_OF.get(param.name or "", "Operation")].append(record)
+            if record is None or not isinstance(param, click.Option):
+                continue  # arguments are in the usage line and the description
+            section = "Other" if param is help_option else SECTION_OF.get(param.name or "")
+            rows[section or "Operation"].append(record)
         for section in SECTIONS:
             if rows[section]:
                 with formatter.section(f"{section} options"):

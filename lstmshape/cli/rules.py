@@ -41,9 +41,9 @@ _BY_COMMAND: dict[str, tuple[Needs, ...]] = {
     "pool": (
         _PAD_SIDE,
         Needs("padding", lambda p: p.get("pool_size") is not None, "--pool-size"),
-        Needs(
+        Needs(  # `zero` says what windows do anyway
             "empty",
-            lambda p: p.get("pool_size") is None,
+            lambda p: p.get("pool_size") is None or p.get("empty") == "zero",
             "global pooling (without --pool-size; a window with no valid step holds 0)",
         ),
     ),
