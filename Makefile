@@ -37,6 +37,8 @@ demo: $(RUNTIME)
 	$(LS) pool samples/pre_padded.npy --op max --pool-size 4 --padding same --lengths samples/pre_lengths.npy --pad-side pre --mask-out $(DEMO)/windows_mask.npy -o $(DEMO)/windows.h5:/pool/max --force
 	$(LS) project samples/post_padded.npy --pca 4 --lengths samples/post_lengths.npy --save-basis $(DEMO)/basis.npz -o $(DEMO)/pca.npy --force
 	$(LS) reshape samples/time_major.npy --layout tnf --to steps --drop-padding --lengths samples/time_major_lengths.npy --lengths-out $(DEMO)/packed_lengths.npy -o $(DEMO)/packed.npy --force
+	$(LS) reshape samples/post_padded.npy --to steps --drop-padding --lengths samples/post_lengths.npy -o $(DEMO)/packed.h5:/steps --force
+	$(LS) reshape $(DEMO)/packed.h5:/steps --to padded --timesteps 40 -o $(DEMO)/restored.npy --force
 	$(LS) reduce samples/post_padded.npy --strategy mean --lengths samples/post_lengths.npy -o - | $(LS) inspect -
 
 # Everything: tests/ and the package's doctests (testpaths in pyproject.toml).
