@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from lstmshape.errors import InputError
 from lstmshape.refs import ArrayRef
-from lstmshape.report import Advance, Progress, no_progress
+from lstmshape.report import Counted, Progress, no_progress
 
 Side = Literal["post", "pre", "mixed", "none"]
 Kind = Literal["value", "repeat", "none"]
@@ -568,25 +568,10 @@ def inspect_refs(
                 io.open_array(info.ref) as source,
                 progress(source.nbytes, f"inspecting {info.ref}") as advance,
             ):
-                report = inspect_array(_Counted(source, advance), layout=layout).to_dict()
+                report = inspect_array(Counted(source, advance), layout=layout).to_dict()
             report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
             if info.format == "h5" and ref.key is None:
                 report["file_tree_of"] = info.ref.path
             reports.append(report)
     return reports
 
-
-class _Counted:
-    """An `io.ArraySource` that reports the bytes of each block read to `advance`."""
-
-    def __init__(self, source: Any, advance: Advance) -> None:
-        self.shape, self.dtype = source.shape, source.dtype
-        self._source, self._advance = source, advance
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        block = np.asarray(self._source.read(start, stop))
-        self._advance(block.nbytes)
-        return block
-
-    def read_all(self) -> np.ndarray:
-        return self.read(0, self.shape[0]) if self.shape else np.asarray(self._source.read_all())

@@ -24,6 +24,24 @@ def no_progress(_total: int, _label: str) -> Iterator[Advance]:
     yield lambda _nbytes: None
 
 
+class Counted:
+    """An `io.ArraySource` whose block reads report their bytes to `advance`."""
+
+    def __init__(self, source: Any, advance: Advance) -> None:
+        self.shape, self.dtype = source.shape, source.dtype
+        self._source, self._advance = source, advance
+
+    def read(self, start: int, stop: int) -> Any:
+        block = self._source.read(start, stop)
+        self._advance(block.nbytes)
+        return block
+
+    def read_all(self) -> Any:
+        block = self._source.read_all()
+        self._advance(block.nbytes)
+        return block
+
+
 @dataclass
 class Step:
     """One row of a before/after table: a label, a shape, a dtype and where it lives."""

@@ -98,6 +98,21 @@ def test_bash_answers_with_the_part_after_the_last_word_break(containers, monkey
     assert completion.complete() == "file,pos"
 
 
+def test_zsh_and_fish_get_the_key_whole(containers, monkeypatch):
+    """zsh and fish do not split words at `:`: their answer is `FILE:KEY` as a whole."""
+    from click.shell_completion import FishComplete, ZshComplete
+
+    h5 = containers["h5"]
+    monkeypatch.setenv("COMP_WORDS", f"lstmshape inspect {h5}:/lstm/o")
+    monkeypatch.setenv("COMP_CWORD", "2")
+    zsh = ZshComplete(cli, {}, "lstmshape", "_LSTMSHAPE_COMPLETE")
+    assert zsh.complete() == f"plain\n{h5}:/lstm/output\n_"
+    monkeypatch.setenv("COMP_WORDS", "lstmshape inspect")
+    monkeypatch.setenv("COMP_CWORD", f"{h5}:/lstm/o")
+    fish = FishComplete(cli, {}, "lstmshape", "_LSTMSHAPE_COMPLETE")
+    assert fish.complete() == f"plain,{h5}:/lstm/output"
+
+
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_every_shell_gets_a_source_script(shell):
     result = CliRunner().invoke(cli, [], env={"_LSTMSHAPE_COMPLETE": f"{shell}_source"})
