@@ -574,4 +574,3 @@ def inspect_refs(
                 report["file_tree_of"] = info.ref.path
             reports.append(report)
     return reports
-
