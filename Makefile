@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The demo needs only the runtime dependencies (no pytest, hypothesis, mypy, dask, zarr).
+RUNTIME := $(VENV)/.installed-runtime
 DEMO := build/demo
 SIZE ?= 256MB
 FUZZ_SECONDS ?= 600
@@ -19,9 +21,13 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME)
 
-demo: $(STAMP)
+$(RUNTIME): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+demo: $(RUNTIME)
 	@mkdir -p $(DEMO)
 	$(LS) inspect samples/post_padded.npy samples/pre_padded.npy samples/runs.h5
 	$(LS) reduce samples/post_padded.npy --strategy last --lengths samples/post_lengths.npy -o $(DEMO)/last.npy --force
@@ -31,6 +37,8 @@ demo: $(STAMP)
 	$(LS) pool samples/pre_padded.npy --op max --pool-size 4 --padding same --lengths samples/pre_lengths.npy --pad-side pre --mask-out $(DEMO)/windows_mask.npy -o $(DEMO)/windows.h5:/pool/max --force
 	$(LS) project samples/post_padded.npy --pca 4 --lengths samples/post_lengths.npy --save-basis $(DEMO)/basis.npz -o $(DEMO)/pca.npy --force
 	$(LS) reshape samples/time_major.npy --layout tnf --to steps --drop-padding --lengths samples/time_major_lengths.npy --lengths-out $(DEMO)/packed_lengths.npy -o $(DEMO)/packed.npy --force
+	$(LS) reshape samples/post_padded.npy --to steps --drop-padding --lengths samples/post_lengths.npy -o $(DEMO)/packed.h5:/steps --force
+	$(LS) reshape $(DEMO)/packed.h5:/steps --to padded --timesteps 40 -o $(DEMO)/restored.npy --force
 	$(LS) reduce samples/post_padded.npy --strategy mean --lengths samples/post_lengths.npy -o - | $(LS) inspect -
 
 # Everything: tests/ and the package's doctests (testpaths in pyproject.toml).

@@ -29,7 +29,6 @@ import datetime
 import math
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from lstmshape import units
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / "data"
@@ -145,20 +146,11 @@ with io.open_array(path) as src:
 
 
 def parse_size(text: str) -> int:
-    """'256MB', '4GB', '1.5GiB', '1000000' -> bytes (binary units)."""
-    match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 256MB, 4GB)")
-    scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[match.group(2).upper()]
-    return int(float(match.group(1)) * scale)
-
-
-def human(nbytes: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if nbytes < 1024 or unit == "GiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    return f"{nbytes:.1f} GiB"
+    """'256MB', '4GB', '1.5GiB', '1000000' -> bytes (binary units), as LSTMSHAPE_MAX_MEMORY."""
+    try:
+        return units.parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 @dataclass
@@ -239,7 +231,8 @@ def make_inputs(size: int, *, extras: bool = True) -> Inputs:
     if extras and not inputs.tnf.exists():
         _write_npy(inputs.tnf, n, lengths, time_major=True)
     took = time.perf_counter() - started
-    print(f"inputs: N={n} x {T} x {F} float32, {human(inputs.nbytes)} each ({took:.0f} s)")
+    size = units.format_bytes(inputs.nbytes)
+    print(f"inputs: N={n} x {T} x {F} float32, {size} each ({took:.0f} s)")
     return inputs
 
 
@@ -761,7 +754,7 @@ def machine_facts() -> str:
 
 def report(bench: Bench, startup: dict, rss_sizes: dict[str, float], eviction: str) -> str:
     parts = [
-        f"# lstmshape benchmark: {human(bench.inputs.nbytes)} float32 (N, {T}, {F})",
+        f"# lstmshape benchmark: {units.format_bytes(bench.inputs.nbytes)} float32 (N, {T}, {F})",
         "",
         machine_facts(),
         f"- {eviction}",
@@ -856,9 +849,9 @@ def _measure(bench: Bench, args: argparse.Namespace) -> int:
         step()
         print(f"  {name}: {time.perf_counter() - started:.0f} s", flush=True)
     startup = run_startup(bench, Path(sys.executable).parent)
-    rss_sizes = {human(inputs.nbytes): bench.results["mean-npy-warm"].rss_mb}
+    rss_sizes = {units.format_bytes(inputs.nbytes): bench.results["mean-npy-warm"].rss_mb}
     if args.rss_size:
-        rss_sizes[human(args.rss_size)] = rss_check(bench, args.rss_size)
+        rss_sizes[units.format_bytes(args.rss_size)] = rss_check(bench, args.rss_size)
     text = report(bench, startup, rss_sizes, eviction)
     print(text)
     if args.save:

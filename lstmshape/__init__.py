@@ -6,11 +6,14 @@ The names below are imported on first use, so `import lstmshape` (and the CLI's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from lstmshape._version import __version__
 
+# Not `typing.TYPE_CHECKING`: importing typing costs milliseconds before the console script
+# can take over Ctrl-C (`lstmshape.interrupts`). Type checkers treat this name the same.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from lstmshape.api import make_mask, pool, project, reduce, reshape
     from lstmshape.io import load, save
 

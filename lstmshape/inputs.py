@@ -18,8 +18,8 @@ from lstmshape.errors import InputError
 from lstmshape.masks import Layout, MaskSpec, PadSide, build_validity, check_one_source
 from lstmshape.padding import Detection
 from lstmshape.refs import ArrayRef
-from lstmshape.report import format_bytes
-from lstmshape.sources import open_sources, parts_of
+from lstmshape.sources import describe_matches, open_sources, parts_of
+from lstmshape.units import format_bytes
 
 #: `--lengths auto` decides the padding on about this many bytes of the first samples.
 AUTO_SAMPLE_BYTES = 16 * 2**20
@@ -74,12 +74,39 @@ class MaskRequest:
 
 
 def load_mask_spec(
-    request: MaskRequest, shape_ntf: tuple[int, ...], source: Any = None
+    request: MaskRequest,
+    shape_ntf: tuple[int, ...],
+    source: Any = None,
+    data: ArrayRef | None = None,
 ) -> MaskSpec:
     """Read the mask source (small arrays, read whole) into a MaskSpec for the engine; for
-    `--lengths auto`, decide the padding on the first samples of `source`."""
+    `--lengths auto`, decide the padding on the first samples of `source`.
+
+    When the data (`data`) or the mask source is several files or a glob, an error says
+    what each matched, with its count of samples.
+    """
     if request.auto:
         return MaskSpec(detected=_detect_first(source, request.layout, shape_ntf))
+    try:
+        return _load_mask_spec(request, shape_ntf)
+    except InputError as error:
+        n_axis = 1 if request.layout == "tnf" else 0
+        matches = [
+            describe_matches(ref, what, axis)
+            for ref, what, axis in (
+                (data, "the input", None),
+                (request.mask_ref, "--mask", n_axis),
+                (request.lengths_ref, "--lengths", 0),
+            )
+            if ref is not None
+        ]
+        found = "; ".join(m for m in matches if m)
+        if not found:
+            raise
+        raise InputError(f"{error} ({found})") from None
+
+
+def _load_mask_spec(request: MaskRequest, shape_ntf: tuple[int, ...]) -> MaskSpec:
     if request.mask_value is not None:
         return MaskSpec(mask_value=parse_float(request.mask_value, "--mask-value"))
     if not request.given:

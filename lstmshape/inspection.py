@@ -34,6 +34,7 @@ from lstmshape.blocks import rows_per_block
 from lstmshape.errors import InputError
 from lstmshape.handover import Handover, hand_over
 from lstmshape.refs import ArrayRef
+from lstmshape.report import Counted, Progress, no_progress
 
 Side = Literal["post", "pre", "mixed", "none"]
 Kind = Literal["value", "repeat", "none"]
@@ -369,10 +370,15 @@ def _notes(found: Padding, f: int, detected: padding.Detection, layout: str) -> 
 
 
 def inspect_refs(
-    refs: Iterable[ArrayRef], *, layout: str = "ntf", handover: Handover | None = None
+    refs: Iterable[ArrayRef],
+    *,
+    layout: str = "ntf",
+    handover: Handover | None = None,
+    progress: Progress = no_progress,
 ) -> list[dict[str, Any]]:
     """The inspect report of every array behind `refs` (each array of a file without KEY);
-    `handover`: check a given mask, write the detected one (`lstmshape.handover`)."""
+    `handover`: check a given mask, write the detected one (`lstmshape.handover`);
+    `progress` gets one pass per array."""
     from lstmshape import io
 
     handover = handover or Handover()
@@ -384,8 +390,11 @@ def inspect_refs(
         )
     reports = []
     for ref, info in listed:
-        with io.open_array(info.ref) as source:
-            found = inspect_array(source, layout=layout)
+        with (
+            io.open_array(info.ref) as source,
+            progress(source.nbytes, f"inspecting {info.ref}") as advance,
+        ):
+            found = inspect_array(Counted(source, advance), layout=layout)
             report = found.to_dict() | hand_over(found, source, handover)
         report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
         if info.format == "h5" and ref.key is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from lstmshape.errors import InputError
@@ -16,7 +17,7 @@ from lstmshape.masks import MaskSpec
 from lstmshape.plan import Plan, ntf_shape, plan_pool, plan_project, plan_reduce, plan_reshape
 from lstmshape.refs import ArrayRef
 from lstmshape.run import Job
-from lstmshape.sources import open_sources
+from lstmshape.sources import MultiRef, open_sources
 
 
 @contextmanager
@@ -32,7 +33,8 @@ def _opened(input_ref: ArrayRef, layout: str) -> Iterator[Any]:
 def _job(input_ref: ArrayRef, source: Any, plan: Plan, mask: MaskRequest, **extra: Any) -> Job:
     shape = tuple(source.shape)
     shape_ntf = ntf_shape(shape, mask.layout, command=plan.operation) if len(shape) == 3 else shape
-    return Job(input_ref, source, plan, load_mask_spec(mask, shape_ntf, source), mask, **extra)
+    spec = load_mask_spec(mask, shape_ntf, source, data=input_ref)
+    return Job(input_ref, source, plan, spec, mask, **extra)
 
 
 def reduce_job(input_ref: ArrayRef, mask: MaskRequest, **options: Any) -> Job:
@@ -103,9 +105,11 @@ def reshape_job(
         spec, lengths = MaskSpec(), None
         if drop_padding and preset == "steps":  # the plan refuses it with any other preset
             shape_ntf = ntf_shape(shape, mask.layout, command="reshape --drop-padding")
-            spec = load_mask_spec(mask, shape_ntf, source)
-        if preset == "padded" and mask.lengths_ref is not None:
-            lengths = load_small(mask.lengths_ref, "lengths")
+            spec = load_mask_spec(mask, shape_ntf, source, data=input_ref)
+        if preset == "padded":
+            mask = _with_stored_lengths(input_ref, mask)
+            if mask.lengths_ref is not None:
+                lengths = load_small(mask.lengths_ref, "lengths")
         plan = plan_reshape(
             shape,
             source.dtype,
@@ -121,3 +125,18 @@ def reshape_job(
         )
         outs = {name: ref for name, ref in (extra_outs or {}).items() if ref is not None}
         return Job(input_ref, source, plan, spec, mask, extra_outs=outs)
+
+
+def _with_stored_lengths(input_ref: ArrayRef, mask: MaskRequest) -> MaskRequest:
+    """Without --lengths, `--to padded` reads the lengths that packing stored beside the
+    data in its container (`run.lengths_beside`: KEY_lengths)."""
+    from lstmshape import io
+    from lstmshape.run import lengths_beside
+
+    if mask.lengths_ref is not None or not input_ref.key or isinstance(input_ref, MultiRef):
+        return mask
+    beside = lengths_beside(input_ref)
+    stored = {(info.ref.key or "").strip("/") for info in io.list_arrays(ArrayRef(input_ref.path))}
+    if beside.key is None or beside.key.strip("/") not in stored:
+        return mask
+    return replace(mask, lengths_ref=beside)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from lstmshape.report import Summary, format_bytes
+from lstmshape.report import Summary
+from lstmshape.units import format_bytes
 
 if TYPE_CHECKING:
     from rich.tree import Tree
@@ -26,7 +27,9 @@ def error_console() -> Console:
 
 
 def shape_text(shape: Sequence[int]) -> str:
-    return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+    """`(64, 16)`; a size known only once the data is read (-1 in a plan) shows as `?`."""
+    sizes = ", ".join("?" if n < 0 else str(n) for n in shape)
+    return "(" + sizes + ("," if len(shape) == 1 else "") + ")"
 
 
 def print_summary(summary: Summary, console: Console | None = None) -> None:
@@ -162,7 +165,8 @@ def _lengths_text(lengths: dict[str, Any]) -> str:
 
 @contextmanager
 def progress_bar(total_bytes: int, label: str, *, enabled: bool) -> Iterator[Any]:
-    """A bytes/rate/time-left bar on stderr; yields `advance(nbytes)`.
+    """A bytes/rate/time-left bar on stderr; yields `advance(nbytes)`. Sizes and rates in
+    binary units, as every table and message shows them (`units.format_bytes`).
 
     rich waits before drawing, so work shorter than about a second shows nothing.
     """
@@ -170,20 +174,14 @@ def progress_bar(total_bytes: int, label: str, *, enabled: bool) -> Iterator[Any
         yield lambda _nbytes: None
         return
     # rich.progress costs ~10 ms to import: only runs that draw a bar pay it.
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    bytes_column, rate_column = _byte_columns()
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        bytes_column,
+        rate_column,
         TimeRemainingColumn(),
         console=error_console(),
         transient=True,
@@ -199,6 +197,25 @@ def progress_bar(total_bytes: int, label: str, *, enabled: bool) -> Iterator[Any
                 progress.update(task, visible=True)
 
         yield advance
+
+
+def _byte_columns() -> tuple[Any, Any]:
+    """`done / total` and `rate/s` columns in binary units (rich's own are decimal)."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
+
+    class BytesColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            total = "?" if task.total is None else format_bytes(int(task.total))
+            return Text(f"{format_bytes(int(task.completed))} / {total}", style="progress.download")
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            rate = "?" if speed is None else f"{format_bytes(int(speed))}/s"
+            return Text(rate, style="progress.data.speed")
+
+    return BytesColumn(), RateColumn()
 
 
 class _Timer:

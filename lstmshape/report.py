@@ -1,4 +1,5 @@
-"""What a command did, as data: the before/after steps and the `--json` object.
+"""What a command does, as data: the before/after steps, the `--json` object, and the
+progress hooks the engines call while they work.
 
 Kept apart from `render` so that quiet and JSON-only runs never import rich.
 """
@@ -7,8 +8,38 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+#: `advance(nbytes)`: that many more input bytes are done.
+Advance = Callable[[int], None]
+#: `progress(total_bytes, label)`: a context giving the `Advance` of one pass over the data.
+Progress = Callable[[int, str], AbstractContextManager[Advance]]
+
+
+@contextmanager
+def no_progress(_total: int, _label: str) -> Iterator[Advance]:
+    yield lambda _nbytes: None
+
+
+class Counted:
+    """An `io.ArraySource` whose block reads report their bytes to `advance`."""
+
+    def __init__(self, source: Any, advance: Advance) -> None:
+        self.shape, self.dtype = source.shape, source.dtype
+        self._source, self._advance = source, advance
+
+    def read(self, start: int, stop: int) -> Any:
+        block = self._source.read(start, stop)
+        self._advance(block.nbytes)
+        return block
+
+    def read_all(self) -> Any:
+        block = self._source.read_all()
+        self._advance(block.nbytes)
+        return block
 
 
 @dataclass
@@ -29,7 +60,8 @@ class Summary:
     command: str
     steps: list[Step] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
-    messages: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # shown under the table
+    notices: list[str] = field(default_factory=list)  # said even under -q: names chosen
     dry_run: bool = False
     warnings: list[Any] = field(default_factory=list)  # findings: `.code`, `.message`
 
@@ -47,20 +79,6 @@ class Summary:
         payload["options"] = self.options
         payload["warnings"] = [{"code": w.code, "message": w.message} for w in self.warnings]
         return payload
-
-
-def format_bytes(count: int) -> str:
-    """A byte count in binary units, as every message and table shows sizes.
-
-    >>> format_bytes(512), format_bytes(3 * 2**30), format_bytes(5 * 2**40)
-    ('512 B', '3.0 GiB', '5.0 TiB')
-    """
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def print_json(payload: Any) -> None:

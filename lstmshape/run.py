@@ -1,16 +1,18 @@
 """The one run path of reduce, pool, project and reshape.
 
-plan (shapes only) -> summary -> [dry run: stop] -> fit (PCA) -> resolve and check every
-output -> open the sink -> engine -> commit -> side outputs -> summary. The command line
-builds a `Job` and an `OutputRequest` and renders what comes back; nothing here prints.
+plan (shapes only) -> resolve and check every output, exactly as the run will write it ->
+summary (`on_plan`: the table is shown before any work) -> [dry run: stop] -> fit (PCA)
+-> open the sink -> engine -> commit -> side outputs -> summary. The command line builds a
+`Job` and an `OutputRequest` and renders what comes back; nothing here prints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from lstmshape import engines, gather
 from lstmshape.audit import PaddingAudit, audit_spec, sample_findings
@@ -19,16 +21,15 @@ from lstmshape.inputs import MaskRequest, refuse_over_memory
 from lstmshape.masks import MaskSpec
 from lstmshape.plan import Plan, as_ntf, with_basis
 from lstmshape.refs import ArrayRef, parse_ref
-from lstmshape.report import Step, Summary
+from lstmshape.report import Advance, Progress, Step, Summary, no_progress
 from lstmshape.sources import parts_of
 
-Advance = Callable[[int], None]
-Progress = Callable[[int, str], AbstractContextManager[Advance]]
+__all__ = ["Advance", "Job", "OutputRequest", "Outputs", "Progress", "execute", "no_progress"]
 
-
-@contextmanager
-def no_progress(_total: int, _label: str) -> Iterator[Advance]:
-    yield lambda _nbytes: None
+#: The dtype of each side output a plan names (`Plan.extra_name`).
+EXTRA_DTYPES = {"mask": np.dtype(np.bool_), "lengths": np.dtype(np.intp)}
+#: Table labels of the side outputs, by operation.
+_EXTRA_LABELS = {("pool", "mask"): "output mask"}
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,35 @@ class Job:
         self.source.close()
 
 
-def plan_summary(job: Job) -> Summary:
-    """The before/after table of a job, from its plan alone."""
+@dataclass(frozen=True)
+class Target:
+    """One checked output: `ref` as the run writes it, `shown` with a container's default
+    KEY filled in (`-o out.h5` writes `out.h5:/data`)."""
+
+    ref: ArrayRef
+    shown: ArrayRef
+
+    def __str__(self) -> str:
+        return "<stdout>" if self.shown.is_stdio else str(self.shown)
+
+
+@dataclass
+class Outputs:
+    """Every output a run writes, checked."""
+
+    data: Target
+    extras: dict[str, Target] = field(default_factory=dict)  # plan.extra_name -> where
+    basis: Target | None = None
+    chosen: list[str] = field(default_factory=list)  # outputs lstmshape named itself
+
+
+def plan_summary(job: Job, outputs: Outputs | None = None) -> Summary:
+    """The before/after table of a job, from its plan (and its outputs) alone."""
     plan = job.plan
     options = dict(plan.options)
-    if plan.operation != "reshape":  # reshape reads a mask only to pack, and says so itself
-        options["mask"] = job.mask.describe(job.spec)
-    return Summary(
+    if plan.operation != "reshape" or plan.extra_name is not None:  # reshape reads a mask
+        options["mask"] = job.mask.describe(job.spec)  # only to pack, or lengths only to pad
+    summary = Summary(
         command=plan.operation,
         options=options,
         steps=[
@@ -90,6 +113,13 @@ def plan_summary(job: Job) -> Summary:
             Step("output", plan.out_shape, str(plan.out_dtype), ""),
         ],
     )
+    if outputs is not None:
+        summary.steps[-1].where = str(outputs.data)
+        for name, target in outputs.extras.items():
+            label = _EXTRA_LABELS.get((plan.operation, name), name)
+            shape = plan.extra_shape or ()
+            summary.steps.append(Step(label, shape, str(EXTRA_DTYPES[name]), str(target)))
+    return summary
 
 
 def execute(
@@ -98,33 +128,50 @@ def execute(
     *,
     progress: Progress = no_progress,
     warn: Callable[[str], None] = lambda _message: None,
+    on_plan: Callable[[Summary], None] = lambda _summary: None,
 ) -> Summary:
-    """Run a job to the end and say what it did; `--dry-run` stops after the plan."""
-    summary = plan_summary(job)
+    """Run a job to the end and say what it did.
+
+    Every output is resolved and checked first, exactly as the run writes it, so a dry run
+    fails where the real run would. `on_plan` gets the summary before any work starts (a
+    long run shows what it is doing); `--dry-run` stops there.
+    """
+    inputs = _inputs(job)
+    outputs = plan_outputs(job, request, inputs)
+    summary = plan_summary(job, outputs)
+    verb = "would write" if request.dry_run else "wrote"
+    summary.notices = [f"{verb} {text}" for text in outputs.chosen]
     if request.dry_run:
         summary.messages.append("dry run: nothing computed or written")
         summary.dry_run = True
+        on_plan(summary)
         return summary
-    target = resolve_output(request, job.input_ref, job.plan.label)
-    inputs = _inputs(job)
-    _check_outputs(job, target, request, inputs)
+    on_plan(summary)
     provenance: dict[str, Any] = {"source": str(job.input_ref), "operation": job.plan.operation}
     provenance["options"] = summary.options
+    if "lengths" in outputs.extras:
+        provenance["lengths"] = str(outputs.extras["lengths"].shown)
+    target = outputs.data.ref
     with engines.open_engine(request) as engine:
-        plan = job.plan if job.plan.pca is None else _fit_pca(job, request, engine, progress)
+        plan, basis = job.plan, None
+        if plan.pca is not None:
+            plan, basis = _fit_pca(job, request, engine, progress)
         audit = PaddingAudit(audit_spec(plan, job.mask))
         if plan.operation == "reshape":
-            extra = _reshape(job, plan, target, request, inputs, provenance, audit)
+            shape, extra = _reshape(job, plan, target, request, inputs, provenance, audit)
+            summary.steps[1].shape = shape  # a padding value packs to a row count found now
         else:
             extra = _stream(job, plan, target, request, inputs, provenance, engine, audit, progress)
     summary.warnings = audit.reported
     for finding in audit.reported:
         warn(finding.message)
-    summary.steps[-1].where = _where(target)
-    for ref in job.extra_outs.values():
-        _save(extra, ref, request, inputs, provenance)
-        label = "output mask" if plan.operation == "pool" else str(plan.extra_name)
-        summary.steps.append(Step(label, tuple(extra.shape), str(extra.dtype), _where(ref)))
+    # The side outputs follow the data, so that an interrupt leaves all or nothing
+    # (`lstmshape.interrupts`: from the first commit on the run finishes).
+    for name, side in outputs.extras.items():
+        linked = {**provenance, f"{name}_of": str(outputs.data.shown)}
+        _save(extra, side.ref, request, inputs, linked)
+    if basis is not None and outputs.basis is not None:
+        _save_basis(basis, outputs.basis.ref, request, job)
     return summary
 
 
@@ -133,29 +180,58 @@ def resolve_output(request: OutputRequest, input_ref: ArrayRef, label: str) -> A
     from lstmshape import io
 
     if request.output_ref is not None:
+        if request.output_ref.is_stdio and request.stdout_is_terminal:
+            raise InputError(
+                "-o - writes binary .npy data, and standard output is a terminal; "
+                "pipe it (| lstmshape inspect -) or name a file with -o"
+            )
         return request.output_ref
     if not request.stdout_is_terminal and not request.as_json:
         return ArrayRef("-", None)
     return parse_ref(io.default_output_path(input_ref, label))
 
 
+def plan_outputs(job: Job, request: OutputRequest, inputs: list[ArrayRef]) -> Outputs:
+    """Resolve and check every output the run writes, before any work (and in a dry run):
+    an existing output without --force, a missing folder, an input as output, a side
+    output that does not apply, packed lengths with nowhere to go."""
+    from lstmshape import io
+
+    def check(ref: ArrayRef, reads: list[ArrayRef] = inputs) -> Target:
+        return Target(ref, io.check_output(ref, force=request.force, inputs=reads))
+
+    outputs = Outputs(check(resolve_output(request, job.input_ref, job.plan.label)))
+    if request.output_ref is None and not outputs.data.ref.is_stdio:
+        outputs.chosen.append(f"{outputs.data} (no -o given)")
+    for name, ref in job.extra_outs.items():
+        if name != job.plan.extra_name:
+            raise InputError(f"--{name}-out does not apply to this {job.plan.operation}")
+        outputs.extras[name] = check(ref)
+    if job.plan.extra_name == "lengths" and "lengths" not in outputs.extras:
+        outputs.extras["lengths"] = check(lengths_beside(outputs.data.shown))
+        outputs.chosen.append(f"the lengths to {outputs.extras['lengths']} (beside the data)")
+    if job.basis_out is not None:
+        outputs.basis = check(job.basis_out, parts_of(job.input_ref))
+    return outputs
+
+
+def lengths_beside(data: ArrayRef) -> ArrayRef:
+    """Where packed steps keep their per-sample lengths: `KEY_lengths` in the same container
+    (`--to padded` reads them from there). A `.npy` file or standard output has no room."""
+    if data.key:
+        return ArrayRef(data.path, f"{data.key}_lengths")
+    where = "standard output" if data.is_stdio else str(data)
+    raise InputError(
+        f"--drop-padding into {where} would lose the per-sample lengths (the only record of "
+        "where each sample ends): give --lengths-out FILE, or write to a container "
+        "(.h5, .npz, .zarr with a KEY) that stores them beside the data"
+    )
+
+
 def _inputs(job: Job) -> list[ArrayRef]:
     """Every single file the job reads (none of them may be an output)."""
     refs = [job.input_ref, *job.extra_inputs]
     return [part for ref in refs for part in parts_of(ref)] + job.mask.inputs()
-
-
-def _check_outputs(job: Job, target: ArrayRef, request: OutputRequest, inputs: list[Any]) -> None:
-    """Fail before any work when an output cannot be written (each one the run writes)."""
-    from lstmshape import io
-
-    io.check_output(target, force=request.force, inputs=inputs)
-    for name, ref in job.extra_outs.items():
-        if name != job.plan.extra_name:
-            raise InputError(f"--{name}-out does not apply to this {job.plan.operation}")
-        io.check_output(ref, force=request.force, inputs=inputs)
-    if job.basis_out is not None:
-        io.check_output(job.basis_out, force=request.force, inputs=parts_of(job.input_ref))
 
 
 def _stream(
@@ -167,7 +243,7 @@ def _stream(
     provenance: dict[str, Any],
     engine: Any,
     audit: PaddingAudit,
-    progress: Progress = no_progress,
+    progress: Progress,
 ) -> Any:
     from lstmshape import io
 
@@ -179,7 +255,7 @@ def _stream(
     if sampled:
         audit.report(sample_findings(job.source, plan, job.spec, audit.spec), request.strict)
     with (
-        progress(job.source.nbytes, plan.operation) as advance,
+        progress(job.source.nbytes, _pass_label(plan)) as advance,
         io.open_sink(
             target,
             plan.out_shape,
@@ -204,6 +280,10 @@ def _stream(
         return extra
 
 
+def _pass_label(plan: Plan) -> str:
+    return "pass 2 of 2: projecting" if plan.pca is not None else plan.operation
+
+
 def _reshape(
     job: Job,
     plan: Plan,
@@ -212,7 +292,7 @@ def _reshape(
     inputs: list[ArrayRef],
     provenance: dict[str, Any],
     audit: PaddingAudit,
-) -> Any:
+) -> tuple[tuple[int, ...], Any]:
     """reshape holds its whole input in memory (reduce, pool and project stream it)."""
     why = "reshape holds its whole input in memory (reduce, pool and project stream it)"
     refuse_over_memory(job.source, str(job.input_ref), why)
@@ -227,7 +307,7 @@ def _reshape(
     result = plan.kernel(data, validity)  # type: ignore[arg-type]
     out, extra = result if isinstance(result, tuple) else (result, None)
     _save(out, target, request, inputs, provenance)
-    return extra
+    return tuple(out.shape), extra
 
 
 def _save(
@@ -242,12 +322,10 @@ def _save(
     io.save(data, target, force=request.force, inputs=inputs, provenance=provenance)
 
 
-def _fit_pca(job: Job, request: OutputRequest, engine: Any, progress: Progress) -> Plan:
-    """The first pass of --pca: fit the basis on the valid steps, save it if asked, and
-    bind it to the projection plan."""
-    from lstmshape import io
-
-    with progress(job.source.nbytes, "fitting PCA") as advance:
+def _fit_pca(job: Job, request: OutputRequest, engine: Any, progress: Progress) -> tuple[Plan, Any]:
+    """The first pass of --pca: fit the basis on the valid steps and bind it to the
+    projection plan (the second pass); returns the plan and the basis."""
+    with progress(job.source.nbytes, "pass 1 of 2: fitting PCA") as advance:
         basis = engine.fit_pca(
             job.source,
             job.plan.layout if len(job.source.shape) == 3 else "ntf",
@@ -256,11 +334,11 @@ def _fit_pca(job: Job, request: OutputRequest, engine: Any, progress: Progress) 
             chunk_bytes=request.chunk_bytes,
             on_block=advance,
         )
-    if job.basis_out is not None:
-        basis_inputs = parts_of(job.input_ref)
-        io.save_members(job.basis_out, basis.as_dict(), force=request.force, inputs=basis_inputs)
-    return with_basis(job.plan, basis.components, basis.bias)
+    return with_basis(job.plan, basis.components, basis.bias), basis
 
 
-def _where(ref: ArrayRef) -> str:
-    return "<stdout>" if ref.is_stdio else str(ref)
+def _save_basis(basis: Any, ref: ArrayRef, request: OutputRequest, job: Job) -> None:
+    from lstmshape import io
+
+    inputs = parts_of(job.input_ref)
+    io.save_members(ref, basis.as_dict(), force=request.force, inputs=inputs)

@@ -29,6 +29,7 @@ from lstmshape.refs import ArrayRef
 __all__ = [
     "MultiRef",
     "MultiSource",
+    "describe_matches",
     "expand_refs",
     "join_refs",
     "load_joined",
@@ -243,6 +244,27 @@ def open_sources(ref: ArrayRef, layout: str = "ntf", *, axis: int | None = None)
         for src in opened:
             src.close()
         raise
+
+
+def describe_matches(ref: ArrayRef, what: str, axis: int | None = None) -> str | None:
+    """`the input s?.npy matched 2 files: s1.npy (100), s2.npy (50)`: what several files or
+    a glob stand for, with each file's size along N (`axis`, or as `open_sources` joins
+    data), read from headers; None for a single file."""
+    from lstmshape import io
+
+    parts = parts_of(ref)
+    if len(parts) < 2:
+        return None
+    sizes = []
+    for part in parts:
+        try:
+            with io.open_array(part) as source:
+                join = n_axis(len(source.shape), "ntf") if axis is None else axis
+                size = str(source.shape[join]) if len(source.shape) > join else "no axis N"
+        except InputError:
+            size = "unreadable"
+        sizes.append(f"{part} ({size})")
+    return f"{what} {ref} matched {len(parts)} files: {', '.join(sizes)}"
 
 
 def load_joined(ref: ArrayRef, axis: int = 0) -> np.ndarray:

@@ -72,10 +72,20 @@ def test_dry_run_writes_nothing(run_cli, padded, tmp_path):
 
 
 def test_quiet_prints_nothing_on_stderr(run_cli, padded, tmp_path):
-    # a correctly masked run: -q keeps warnings (contract v2), and there is none to keep
-    args = ["reduce", padded["x"], "--lengths", padded["lengths"], "-o", tmp_path / "o.npy"]
-    result = run_cli([*args, "-q"])
+    """-q drops the table; -qq the warnings too (the unmasked `last` warns on this data)."""
+    result = run_cli(["reduce", padded["x"], "-o", tmp_path / "o.npy", "-qq"])
     assert result.exit_code == 0 and result.stderr == ""
+    masked = run_cli(
+        ["reduce", padded["x"], "--mask", padded["mask"], "-o", tmp_path / "m.npy", "-q"]
+    )
+    assert masked.exit_code == 0 and masked.stderr == ""
+
+
+def test_quiet_keeps_warnings_and_drops_the_table(run_cli, padded, tmp_path):
+    result = run_cli(["reduce", padded["x"], "-o", tmp_path / "o.npy", "-q"])
+    assert result.exit_code == 0
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Warning: no mask given"), lines
 
 
 def test_h5_output_keeps_other_datasets_and_records_provenance(run_cli, padded, tmp_path):

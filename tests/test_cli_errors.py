@@ -121,9 +121,21 @@ def test_empty_stdin(run_cli, tmp_path):
     assert not out.exists()
 
 
-def test_unknown_option_is_one_line(run_cli, padded):
+def _assert_usage_error(result, expected: str, command: str = "reduce") -> None:
+    """A usage error as click shows it: the usage line, a hint, then one `Error:` line."""
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"Usage: lstmshape {command} [OPTIONS]"), result.stderr
+    assert lines[1] == f"Try 'lstmshape {command} --help' for help."
+    assert [line for line in lines if line.startswith("Error: ")] == [lines[-1]]
+    assert expected in lines[-1]
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_unknown_option_is_a_usage_error(run_cli, padded):
     result = run_cli(["reduce", padded["x"], "--no-such-option"])
-    _assert_one_error_line(result, "--no-such-option")
+    _assert_usage_error(result, "--no-such-option")
 
 
 def test_mask_shape_mismatch_names_both_shapes(run_cli, tmp_path, padded):
@@ -199,5 +211,6 @@ def test_reshape_dry_run_reads_no_data(run_cli, tmp_path, padded, monkeypatch):
         ["--to", "flatten"],
         ["--to", "steps", "--drop-padding", "--lengths", padded["lengths"]],
     ):
-        result = run_cli(["reshape", padded["x"], *extra, "--dry-run", "--json", "-q"])
+        out = tmp_path / "packed.h5"  # the packed lengths go beside the data
+        result = run_cli(["reshape", padded["x"], *extra, "--dry-run", "--json", "-q", "-o", out])
         assert result.exit_code == 0, result.stderr

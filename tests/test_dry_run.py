@@ -32,7 +32,13 @@ COMMANDS = {
     "reduce-last-lengths": ["reduce", "{big}", "-s", "last", "--lengths", "{lengths}"],
     "reduce-tnf-keepdims": ["reduce", "{big}", "--layout", "tnf", "--keepdims", "-s", "max"],
     "pool-global": ["pool", "{big}", "--op", "max", "--lengths", "{lengths}"],
-    "pool-windows": ["pool", "{big}", "--pool-size", "4", "--strides", "3", "--padding", "same"],
+    "pool-windows": [
+        "pool", "{big}", "--pool-size", "4", "--strides", "3", "--padding", "same",
+        "--mask-out", "{tmp}/windows_mask.npy",
+    ],
+    "pool-windows-tnf": [
+        "pool", "{big}", "--pool-size", "2", "--layout", "tnf", "--mask-out", "{tmp}/m.h5",
+    ],
     "project-weights": ["project", "{big}", "--weights", "{weights}", "--activation", "tanh"],
     "project-pca": ["project", "{big}", "--pca", "4", "--lengths", "{lengths}"],
     "reshape-flatten": ["reshape", "{big}", "--to", "flatten"],
@@ -44,8 +50,12 @@ COMMANDS = {
     "reshape-pattern": ["reshape", "{big}", "--pattern", "n t (d h) -> n t d h", "-a", "d=2"],
     "reshape-drop-padding": [
         "reshape", "{big}", "--to", "steps", "--drop-padding", "--lengths", "{lengths}",
+        "--lengths-out", "{tmp}/packed_lengths.npy",
     ],
-    "reshape-padded": ["reshape", "{packed}", "--to", "padded", "--lengths", "{lengths}"],
+    "reshape-padded": [
+        "reshape", "{packed}", "--to", "padded", "--lengths", "{lengths}",
+        "--mask-out", "{tmp}/mask.npy",
+    ],
 }  # fmt: skip
 
 
@@ -75,7 +85,7 @@ def huge(tmp_path_factory) -> dict[str, str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_dry_run_reads_no_data(huge: dict[str, str], tmp_path: Path, name: str) -> None:
-    args = [a.format(**huge) for a in COMMANDS[name]]
+    args = [a.format(**huge, tmp=tmp_path) for a in COMMANDS[name]]
     out = tmp_path / "out.npy"
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, *args, "--dry-run", "--json", "-o", str(out)],
@@ -120,7 +130,7 @@ def small(tmp_path_factory) -> dict[str, str]:
 def test_dry_run_shape_and_dtype_equal_the_real_run(
     run_cli, small: dict[str, str], tmp_path: Path, name: str
 ) -> None:
-    args = [a.format(**small) for a in SMALL[name]]
+    args = [a.format(**small, tmp=tmp_path) for a in SMALL[name]]
     planned = run_cli([*args, "--dry-run", "--json", "-o", tmp_path / "o.npy"])
     assert planned.exit_code == 0, planned.stderr
     real = run_cli([*args, "--json", "-o", tmp_path / "o.npy"])
@@ -129,3 +139,6 @@ def test_dry_run_shape_and_dtype_equal_the_real_run(
     written = np.load(tmp_path / "o.npy")
     assert plan["output"]["shape"] == done["output"]["shape"] == list(written.shape)
     assert plan["output"]["dtype"] == done["output"]["dtype"] == str(written.dtype)
+    assert plan["output"]["path"] == done["output"]["path"] == str(tmp_path / "o.npy")
+    for side in ("output mask", "mask", "lengths"):  # --mask-out / --lengths-out rows
+        assert plan.get(side) == done.get(side)

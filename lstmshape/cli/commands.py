@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 
-from lstmshape.cli.group import CONTEXT_SETTINGS, Terminal, cli
+from lstmshape.cli.display import Display
+from lstmshape.cli.group import Terminal, cli
+from lstmshape.cli.help import CONTEXT_SETTINGS
 from lstmshape.cli.options import (
     REF,
+    Choice,
     Requests,
     empty_option,
     engine_options,
@@ -36,46 +37,15 @@ from lstmshape.vocabulary import (
 
 
 def _execute(made: Requests, job: Any) -> None:
-    """Run a job (closing its input after) and report: the shared tail of every command."""
+    """Run a job (closing its input after) and show it: the shared tail of every command."""
     from lstmshape.run import execute
 
+    shown = made.display
     with job:
-        summary = execute(job, made.output, progress=_progress(made), warn=_warner(made))
-    _report(summary, made.output.as_json, made.quiet)
-
-
-def _warner(made: Requests) -> Any:
-    def warn(message: str) -> None:  # -q keeps warnings: they say the result may be wrong
-        click.echo(f"Warning: {message}", err=True)
-
-    return warn
-
-
-def _progress(made: Requests) -> Any:
-    @contextmanager
-    def progress(total: int, label: str) -> Iterator[Any]:
-        if not made.term.stderr_isatty or made.quiet:
-            yield lambda _nbytes: None
-            return
-        from lstmshape import render
-
-        with render.progress_bar(total, label, enabled=True) as advance:
-            yield advance
-
-    return progress
-
-
-def _report(summary: Any, as_json: bool, quiet: bool) -> None:
-    from lstmshape.report import print_json
-
-    if as_json:
-        payload = summary.to_dict()
-        payload["dry_run"] = summary.dry_run
-        print_json(payload)
-    if not quiet:
-        from lstmshape import render
-
-        render.print_summary(summary)
+        summary = execute(
+            job, made.output, progress=shown.progress, warn=shown.warn, on_plan=shown.table
+        )
+    shown.finish(summary)
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
@@ -91,7 +61,7 @@ def inspect(
     term: Terminal,
     inputs: tuple[ArrayRef, ...],
     as_json: bool,
-    quiet: bool,
+    quiet: int,
     lengths_out: ArrayRef | None,
     mask_out: ArrayRef | None,
     force: bool,
@@ -116,7 +86,10 @@ def inspect(
 
     given = MaskRequest(**mask)
     handover = Handover(given if given.given else None, lengths_out, mask_out, force, strict)
-    reports = inspect_refs(inputs, layout=given.layout, handover=handover)
+    shown = Display(term, quiet, as_json)
+    reports = inspect_refs(
+        inputs, layout=given.layout, handover=handover, progress=shown.progress
+    )
     if as_json:
         print_json(reports[0] if len(reports) == 1 else reports)
     if not quiet:
@@ -130,7 +103,7 @@ def inspect(
 @click.option(
     "-s",
     "--strategy",
-    type=click.Choice(STRATEGIES),
+    type=Choice(STRATEGIES),
     default="last",
     show_default=True,
     help="last/first valid step, or mean/max/min/sum over valid steps.",
@@ -163,7 +136,13 @@ def reduce(made: Requests, input_ref: ArrayRef, **options: Any) -> None:
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @inputs_argument
-@click.option("--op", type=click.Choice(POOL_OPS), default="avg", show_default=True)
+@click.option(
+    "--op",
+    type=Choice(POOL_OPS, aliases={"mean": "avg"}),
+    default="avg",
+    show_default=True,
+    help="avg (mean works too) or max over the valid steps of each sample or window.",
+)
 @click.option(
     "--pool-size",
     type=click.IntRange(min=1),
@@ -171,7 +150,14 @@ def reduce(made: Requests, input_ref: ArrayRef, **options: Any) -> None:
     help="Window length P; without it, global pooling over time.",
 )
 @click.option("--strides", type=int, default=None, help="Window step S (default P).")
-@click.option("--padding", type=click.Choice(PADDINGS), default="valid", show_default=True)
+@click.option(
+    "--padding",
+    type=Choice(PADDINGS),
+    default="valid",
+    show_default=True,
+    help="With --pool-size: valid = whole windows only; same = T' = ceil(T / S), windows "
+    "may reach past the sequence (Keras).",
+)
 @empty_option("Global pooling: what a sample with no valid step gives.")
 @mask_out_option("Write the (N, T') window mask here.")
 @nan_policy_option
@@ -198,7 +184,7 @@ def pool(made: Requests, input_ref: ArrayRef, **options: Any) -> None:
 @click.option("--bias", "bias_ref", type=REF, help="Bias (K,).")
 @click.option(
     "--weights-layout",
-    type=click.Choice(WEIGHTS_LAYOUTS),
+    type=Choice(WEIGHTS_LAYOUTS),
     default="keras",
     show_default=True,
     help="torch = a Linear.weight of shape (K, F).",
@@ -215,7 +201,13 @@ def pool(made: Requests, input_ref: ArrayRef, **options: Any) -> None:
     default=None,
     help="With --pca: write the fitted basis (.npz or .h5: weights, bias, mean, ...).",
 )
-@click.option("--activation", type=click.Choice(ACTIVATIONS), default="linear", show_default=True)
+@click.option(
+    "--activation",
+    type=Choice(ACTIVATIONS),
+    default="linear",
+    show_default=True,
+    help="Applied to each projected step.",
+)
 @mask_options
 @output_options
 @engine_options
@@ -239,7 +231,7 @@ def project(made: Requests, input_ref: ArrayRef, **options: Any) -> None:
 @click.option(
     "--to",
     "preset",
-    type=click.Choice(RESHAPE_TARGETS),
+    type=Choice(RESHAPE_TARGETS),
     default=None,
     help="A preset output arrangement.",
 )

@@ -1,17 +1,25 @@
-"""The `lstmshape` group: every failure becomes one `Error:` line and an exit code."""
+"""The `lstmshape` group and how a run ends: usage errors as click shows them, every other
+failure as one `Error:` line, an interrupt as `Interrupted`, each with its exit code."""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
+from lstmshape import interrupts
 from lstmshape._version import __version__
+from lstmshape.cli.help import CONTEXT_SETTINGS, SectionedCommand, format_full_commands
 from lstmshape.errors import LstmShapeError, OutputError
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+#: Exit codes: 0 success, 1 a failure outside the input (a write), 2 usage errors and bad
+#: input (refused overwrites included), 130 interrupted (Ctrl-C).
+EXIT_INPUT, EXIT_OTHER = 2, 1
+
+#: Optional modules -> the extra that installs them (pyproject.toml).
+_EXTRAS = {"dask": "dask", "distributed": "dask", "zarr": "dask", "numcodecs": "dask"}
 
 
 @dataclass
@@ -31,44 +39,82 @@ def _isatty(stream: Any) -> bool:
 
 
 class LstmShapeGroup(click.Group):
-    """Turns every failure into one `Error:` line and an exit code (2 input, 1 other)."""
+    """Ends every run with an exit code and at most a usage block or one line on stderr."""
+
+    command_class = SectionedCommand
 
     def main(  # type: ignore[override]  # always exits, in every mode
         self, args: Any = None, prog_name: str | None = None, **extra: Any
-    ) -> Any:
+    ) -> NoReturn:
         argv = list(sys.argv[1:] if args is None else args)
         extra.pop("standalone_mode", None)
         try:
-            code = super().main(argv, prog_name or "lstmshape", standalone_mode=False, **extra)
-        except click.exceptions.Abort:
-            _fail("aborted", 1)
-        except click.ClickException as error:
-            _fail(error.format_message(), error.exit_code)
-        except BrokenPipeError:
-            _quiet_broken_pipe()
-        except LstmShapeError as error:
-            if "--debug" in argv:
-                raise
-            _fail(str(error), 1 if isinstance(error, OutputError) else 2)
-        except Exception as error:
-            if "--debug" in argv:
-                raise
-            _fail(f"{type(error).__name__}: {error} (run with --debug for a traceback)", 1)
+            # Always `lstmshape`: usage lines and `_LSTMSHAPE_COMPLETE` name the console script.
+            code = super().main(argv, "lstmshape", standalone_mode=False, **extra)
+        except BaseException as error:
+            code = _ending(error, debug="--debug" in argv)
         sys.exit(code if isinstance(code, int) else 0)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # click would answer with a blank line and an Abort
+            raise interrupts.Interrupted from None
 
-def _fail(message: str, code: int) -> None:
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        format_full_commands(self, ctx, formatter)
+
+
+def _ending(error: BaseException, *, debug: bool) -> int:
+    """The exit code a failure ends the run with, after saying what went wrong."""
+    if isinstance(error, SystemExit):
+        raise error
+    if interrupts.was_interrupted() or isinstance(
+        error, interrupts.Interrupted | click.exceptions.Abort | KeyboardInterrupt
+    ):
+        return interrupts.say_interrupted(_isatty(sys.stderr))
+    if isinstance(error, click.UsageError):  # as click shows it: usage, a hint, the error
+        error.show()
+        return error.exit_code
+    if isinstance(error, click.ClickException):
+        return _fail(error.format_message(), error.exit_code)
+    if isinstance(error, BrokenPipeError):
+        return _quiet_broken_pipe()
+    extra = _missing_extra(error)
+    if extra is not None:
+        return _fail(extra, EXIT_INPUT)
+    if debug or not isinstance(error, Exception):
+        raise error
+    if isinstance(error, LstmShapeError):
+        return _fail(str(error), EXIT_OTHER if isinstance(error, OutputError) else EXIT_INPUT)
+    return _fail(f"{type(error).__name__}: {error} (run with --debug for a traceback)", EXIT_OTHER)
+
+
+def _missing_extra(error: BaseException) -> str | None:
+    """The message for an optional dependency that is not installed, else None."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return None
+    extra = _EXTRAS.get(error.name.partition(".")[0])
+    if extra is None:
+        return None
+    return (
+        f"this needs the optional {extra} extra, which is not installed "
+        f"(no module named {error.name!r}): pip install 'lstmshape[{extra}]'"
+    )
+
+
+def _fail(message: str, code: int) -> int:
     first_line = " ".join(message.split())
     click.echo(f"Error: {first_line}", err=True)
-    sys.exit(code)
+    return code
 
 
-def _quiet_broken_pipe() -> None:
+def _quiet_broken_pipe() -> int:
     """The reader went away (`| head`): stop without a traceback, as a failed write."""
     from lstmshape.io import silence_stdout
 
     silence_stdout()
-    sys.exit(1)
+    return EXIT_OTHER
 
 
 @click.group(cls=LstmShapeGroup, context_settings=CONTEXT_SETTINGS)
@@ -77,7 +123,14 @@ def _quiet_broken_pipe() -> None:
 def cli(ctx: click.Context) -> None:
     """Inspect and reshape saved LSTM/GRU outputs, padding-aware.
 
-    Data goes to standard output or a file; tables go to standard error.
+    Data goes to standard output or a file; tables, warnings and errors go to standard
+    error. Run `lstmshape COMMAND --help` for a command's options.
+
+    \b
+    Example:
+      lstmshape inspect samples/post_padded.npy
+      lstmshape reduce samples/post_padded.npy -s last \\
+          --lengths samples/post_lengths.npy -o last.npy
     """
     if ctx.obj is None:
         ctx.obj = Terminal()

@@ -3,21 +3,28 @@ a `PATH[:KEY]` parameter type, the `MaskRequest` and the `OutputRequest` of the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
+from lstmshape.cli.display import Display
 from lstmshape.cli.group import Terminal
+from lstmshape.cli.rules import refuse_ignored
 from lstmshape.errors import InputError
 from lstmshape.refs import ArrayRef, parse_ref
 from lstmshape.vocabulary import EMPTY_POLICIES, ENGINES, LAYOUTS, NAN_POLICIES, PAD_SIDES
 
 
 class RefType(click.ParamType):
-    """`PATH[:KEY]` text -> ArrayRef; the file itself is opened later, by io."""
+    """`PATH[:KEY]` text -> ArrayRef; the file itself is opened later, by io.
+
+    In shell completion it offers file names, and after `FILE:` the arrays inside a
+    container (`lstmshape.cli.completion`).
+    """
 
     name = "PATH[:KEY]"
 
@@ -31,8 +38,37 @@ class RefType(click.ParamType):
         except InputError as error:
             self.fail(str(error), param, ctx)
 
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        from lstmshape.cli.completion import complete_ref
+
+        return complete_ref(incomplete)
+
 
 REF = RefType()
+
+
+class Choice(click.Choice):  # type: ignore[type-arg]
+    """A choice that suggests the closest word for a misspelt one (`meen` -> `mean`) and
+    accepts `aliases` (other names for a choice, e.g. `mean` for pool's `avg`)."""
+
+    def __init__(self, choices: Sequence[str], aliases: Mapping[str, str] | None = None) -> None:
+        super().__init__(choices)
+        self.aliases = dict(aliases or {})
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        value = self.aliases.get(value, value) if isinstance(value, str) else value
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as error:
+            import difflib
+
+            words = [*map(str, self.choices), *self.aliases]
+            close = difflib.get_close_matches(str(value), words, n=1, cutoff=0.6)
+            if not close:
+                raise
+            self.fail(f"{error.message} Did you mean {close[0]!r}?", param, ctx)
 
 
 def join_inputs(
@@ -71,7 +107,7 @@ inputs_argument = click.argument(
 
 layout_option = click.option(
     "--layout",
-    type=click.Choice(LAYOUTS),
+    type=Choice(LAYOUTS),
     default="ntf",
     show_default=True,
     help="ntf = (N, T, F) batch-first; tnf = (T, N, F) time-major. Masks follow it.",
@@ -104,7 +140,7 @@ mask_options = stack(
     ),
     click.option(
         "--pad-side",
-        type=click.Choice(PAD_SIDES),
+        type=Choice(PAD_SIDES),
         default="post",
         show_default=True,
         help="With --lengths: padding after (post) or before (pre).",
@@ -113,7 +149,7 @@ mask_options = stack(
 
 nan_policy_option = click.option(
     "--nan-policy",
-    type=click.Choice(NAN_POLICIES),
+    type=Choice(NAN_POLICIES),
     default="propagate",
     show_default=True,
     help="NaN in a valid step: propagate it, omit the step (as padding) or raise an error.",
@@ -123,7 +159,7 @@ nan_policy_option = click.option(
 def empty_option(help_text: str) -> Callable[[Any], Any]:
     return click.option(
         "--empty",
-        type=click.Choice(EMPTY_POLICIES),
+        type=Choice(EMPTY_POLICIES),
         default="error",
         show_default=True,
         help=help_text,
@@ -143,7 +179,12 @@ def _allow_external(ctx: click.Context, param: click.Parameter, value: bool) -> 
 
 report_options = stack(
     click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout."),
-    click.option("-q", "--quiet", is_flag=True, help="No table on stderr."),
+    click.option(
+        "-q",
+        "--quiet",
+        count=True,
+        help="-q: no table on stderr (warnings and chosen output names stay); -qq: errors only.",
+    ),
     click.option("--debug", is_flag=True, expose_value=False, help="Show tracebacks."),
     click.option(
         "--allow-external",
@@ -183,7 +224,7 @@ output_options = stack(
 engine_options = stack(
     click.option(
         "--engine",
-        type=click.Choice(ENGINES),
+        type=Choice(ENGINES),
         default="inprocess",
         show_default=True,
         help="inprocess: stream in this process. dask: the same kernels per block on a "
@@ -210,23 +251,26 @@ _MASK_NAMES = ("layout", "mask_ref", "lengths_ref", "mask_value", "pad_side")
 
 @dataclass
 class Requests:
-    """What the shared options of a command asked for."""
+    """What the shared options of a command asked for, and how its run is shown."""
 
     term: Terminal
     output: Any  # run.OutputRequest
     mask: Any  # inputs.MaskRequest
-    quiet: bool
+    display: Display
 
 
 def requests(function: Callable[..., None]) -> Callable[..., None]:
-    """Gather the shared options into the library's requests before the command runs."""
+    """Gather the shared options into the library's requests before the command runs;
+    refuse options that would be ignored (`lstmshape.cli.rules`)."""
 
     @wraps(function)
     def wrapper(**params: Any) -> None:
         from lstmshape.inputs import MaskRequest
         from lstmshape.run import OutputRequest
 
-        term = click.get_current_context().find_object(Terminal) or Terminal()
+        ctx = click.get_current_context()
+        refuse_ignored(ctx, params)
+        term = ctx.find_object(Terminal) or Terminal()
         output = {
             name: params.pop(name) for name in _OUTPUT_NAMES + _ENGINE_NAMES if name in params
         }
@@ -235,7 +279,7 @@ def requests(function: Callable[..., None]) -> Callable[..., None]:
             term=term,
             output=OutputRequest(**output, stdout_is_terminal=term.stdout_isatty),
             mask=mask,
-            quiet=params.pop("quiet"),
+            display=Display(term, params.pop("quiet"), output["as_json"]),
         )
         function(made, **params)
 

@@ -30,6 +30,21 @@ def check_choice(engine: str, scheduler: str | None, workers: int | None) -> Non
         raise InputError("--scheduler and --workers go with --engine dask")
     if scheduler and workers:
         raise InputError("give --scheduler (a running cluster) or --workers, not both")
+    if engine == "dask":  # before any work: the command line names the extra to install
+        for module in ("dask", "distributed"):
+            _require(module)
+
+
+def _require(module: str) -> None:
+    """ModuleNotFoundError for an optional module that is not installed (not imported yet)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install, or blocked in sys.modules
+        found = False
+    if not found:
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
 
 
 @contextmanager

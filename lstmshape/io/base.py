@@ -23,6 +23,7 @@ import numpy as np
 from lstmshape.errors import InputError
 from lstmshape.io.blocks import Reader
 from lstmshape.refs import ArrayRef, parse_ref
+from lstmshape.units import parse_size
 
 Format = Literal["npy", "npz", "h5", "zarr"]
 RefLike = ArrayRef | str | os.PathLike[str]
@@ -204,8 +205,9 @@ def _refuse_object_output(ref: ArrayRef, dtype: np.dtype[Any]) -> None:
 
 
 def memory_limit() -> int:
-    """Bytes that one read into memory may take: LSTMSHAPE_MAX_MEMORY (e.g. 8G, 512M, or a
-    number of bytes), else half the machine's memory.
+    """Bytes that one read into memory may take: LSTMSHAPE_MAX_MEMORY (e.g. 8G, 512MB,
+    1.5GiB or a number of bytes; binary units, `units.parse_size`), else half the machine's
+    memory.
 
     Whole-array reads (reshape's input, masks, weights) and streamed blocks rounded up to
     whole stored chunks are refused above it: a header can declare any size, and a
@@ -213,15 +215,12 @@ def memory_limit() -> int:
     """
     text = os.environ.get("LSTMSHAPE_MAX_MEMORY", "").strip()
     if text:
-        units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-        number, unit = text[:-1] if text[-1:].isalpha() else text, text[-1:].upper()
-        unit = unit if unit.isalpha() else ""
         try:
-            return int(float(number) * units[unit])
-        except (KeyError, ValueError):
+            return parse_size(text)
+        except ValueError:
             raise InputError(
-                f"LSTMSHAPE_MAX_MEMORY takes a size like 8G, 512M or a number of bytes; "
-                f"got {text!r}"
+                "LSTMSHAPE_MAX_MEMORY takes a size like 8G, 512MB, 1.5GiB or a number of "
+                f"bytes; got {text!r}"
             ) from None
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2

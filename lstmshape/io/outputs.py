@@ -166,8 +166,9 @@ def _plan_zarr_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) 
     return _ZarrPlan(out, store, key, "add", replace_existing=state == "array", zarr_format=fmt)
 
 
-def check_output(ref: RefLike, *, force: bool = False, inputs: Iterable[RefLike] = ()) -> None:
-    """Refuse an output before any work is done.
+def check_output(ref: RefLike, *, force: bool = False, inputs: Iterable[RefLike] = ()) -> ArrayRef:
+    """Refuse an output before any work is done; returns the reference that will be
+    written (a container's default KEY filled in).
 
     Refused (InputError): an unsupported suffix, a missing output directory, an existing
     file (or HDF5/.npz KEY) without `force`, a KEY that names an HDF5 group, a non-HDF5
@@ -178,9 +179,8 @@ def check_output(ref: RefLike, *, force: bool = False, inputs: Iterable[RefLike]
     """
     ref = _as_ref(ref)
     if _is_zarr(ref):
-        _plan_zarr_output(ref, force=force, inputs=inputs)
-        return
-    _plan_output(ref, force=force, inputs=inputs)
+        return _plan_zarr_output(ref, force=force, inputs=inputs).ref
+    return _plan_output(ref, force=force, inputs=inputs).ref
 
 
 def default_output_path(

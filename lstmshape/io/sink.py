@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.errors import OutputError
+from lstmshape.interrupts import commit_point
 from lstmshape.io.base import _os_reason
 from lstmshape.refs import ArrayRef
 
@@ -62,6 +63,7 @@ class ArraySink(ABC):
         if self._written != expected:
             self.abort()
             raise ValueError(f"{self.target} received {self._written} of {expected} values")
+        self._guarded(commit_point)  # an interrupt stops the run here, or not at all
         self._guarded(self._finish)
         self._open = False
         return str(self.target)

@@ -1,0 +1,66 @@
+"""How `--help` reads: options in sections (input, mask, operation, output, engine) and the
+group's command summaries whole, never cut short with `...`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+#: The help section of each shared option; a command's own options are "Operation".
+SECTION_OF = {
+    "layout": "Input",
+    "allow_external": "Input",
+    "mask_ref": "Mask",
+    "lengths_ref": "Mask",
+    "mask_value": "Mask",
+    "pad_side": "Mask",
+    "output_ref": "Output",
+    "force": "Output",
+    "dry_run": "Output",
+    "mask_out": "Output",
+    "lengths_out": "Output",
+    "save_basis": "Output",
+    "chunk_mb": "Output",
+    "as_json": "Output",
+    "quiet": "Output",
+    "engine": "Engine",
+    "scheduler": "Engine",
+    "workers": "Engine",
+    "debug": "Other",
+}
+SECTIONS = ("Input", "Mask", "Operation", "Output", "Engine", "Other")
+
+
+class SectionedCommand(click.Command):
+    """A command whose `--help` lists its options by section."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: dict[str, list[tuple[str, str]]] = {section: [] for section in SECTIONS}
+        help_option = self.get_help_option(ctx)
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None or not isinstance(param, click.Option):
+                continue  # arguments are in the usage line and the description
+            section = "Other" if param is help_option else SECTION_OF.get(param.name or "")
+            rows[section or "Operation"].append(record)
+        for section in SECTIONS:
+            if rows[section]:
+                with formatter.section(f"{section} options"):
+                    formatter.write_dl(rows[section])
+
+
+def format_full_commands(
+    group: click.Group, ctx: click.Context, formatter: click.HelpFormatter
+) -> None:
+    """The `Commands:` section with each command's whole first sentence (wrapped)."""
+    rows = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is not None and not command.hidden:
+            rows.append((name, command.get_short_help_str(limit=1000)))
+    if rows:
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
