@@ -87,9 +87,7 @@ def inspect(
     given = MaskRequest(**mask)
     handover = Handover(given if given.given else None, lengths_out, mask_out, force, strict)
     shown = Display(term, quiet, as_json)
-    reports = inspect_refs(
-        inputs, layout=given.layout, handover=handover, progress=shown.progress
-    )
+    reports = inspect_refs(inputs, layout=given.layout, handover=handover, progress=shown.progress)
     if as_json:
         print_json(reports[0] if len(reports) == 1 else reports)
     if not quiet:
