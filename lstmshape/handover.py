@@ -1,9 +1,10 @@
-"""What `inspect` hands over: the detected validity written out (`--lengths-out`,
+"""The `inspect` run, and what it hands over: the detected validity written out (`--lengths-out`,
 `--mask-out`), a given mask checked against it (`--lengths`/`--mask`), and a small picture
 of it (samples x time, downsampled) so the padding's side and shape are seen at a glance."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,9 @@ import numpy as np
 
 from lstmshape.errors import InputError
 from lstmshape.inputs import MaskRequest, load_mask_spec
+from lstmshape.inspection import inspect_array
 from lstmshape.refs import ArrayRef
+from lstmshape.report import Counted, Progress, no_progress
 from lstmshape.validity import Validity
 
 #: The picture's size at most: sampled rows, and columns the timesteps are binned into.
@@ -129,3 +132,37 @@ def _write(report: Any, detected: Validity | None, handover: Handover) -> dict[s
             io.save(data, ref, force=handover.force)
             written["lengths" if data.ndim == 1 else "mask"] = str(ref)
     return written
+
+
+def inspect_refs(
+    refs: Iterable[ArrayRef],
+    *,
+    layout: str = "ntf",
+    handover: Handover | None = None,
+    progress: Progress = no_progress,
+) -> list[dict[str, Any]]:
+    """The inspect report of every array behind `refs` (each array of a file without KEY);
+    `handover`: check a given mask, write the detected one (`lstmshape.handover`);
+    `progress` gets one pass per array."""
+    from lstmshape import io
+
+    handover = handover or Handover()
+    listed = [(ref, info) for ref in refs for info in io.list_arrays(ref)]
+    if (handover.writes or handover.mask is not None) and len(listed) != 1:
+        raise InputError(
+            f"--lengths-out, --mask-out, --lengths and --mask go with one array; the inputs "
+            f"hold {len(listed)} (name one with PATH:KEY)"
+        )
+    reports = []
+    for ref, info in listed:
+        with (
+            io.open_array(info.ref) as source,
+            progress(source.nbytes, f"inspecting {info.ref}") as advance,
+        ):
+            found = inspect_array(Counted(source, advance), layout=layout)
+            report = found.to_dict() | hand_over(found, source, handover)
+        report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
+        if info.format == "h5" and ref.key is None:
+            report["file_tree_of"] = info.ref.path
+        reports.append(report)
+    return reports

@@ -22,7 +22,7 @@ Bool data and arrays of another rank get shape, dtype, size and NaN/Inf counts o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, cast
 
@@ -32,9 +32,6 @@ import numpy.typing as npt
 from lstmshape import padding
 from lstmshape.blocks import rows_per_block
 from lstmshape.errors import InputError
-from lstmshape.handover import Handover, hand_over
-from lstmshape.refs import ArrayRef
-from lstmshape.report import Counted, Progress, no_progress
 
 Side = Literal["post", "pre", "mixed", "none"]
 Kind = Literal["value", "repeat", "none"]
@@ -367,37 +364,3 @@ def _notes(found: Padding, f: int, detected: padding.Detection, layout: str) -> 
         other = "tnf" if layout == "ntf" else "ntf"
         notes.append(f"the padding forms a staircase along the first axis: try --layout {other}")
     return tuple(notes)
-
-
-def inspect_refs(
-    refs: Iterable[ArrayRef],
-    *,
-    layout: str = "ntf",
-    handover: Handover | None = None,
-    progress: Progress = no_progress,
-) -> list[dict[str, Any]]:
-    """The inspect report of every array behind `refs` (each array of a file without KEY);
-    `handover`: check a given mask, write the detected one (`lstmshape.handover`);
-    `progress` gets one pass per array."""
-    from lstmshape import io
-
-    handover = handover or Handover()
-    listed = [(ref, info) for ref in refs for info in io.list_arrays(ref)]
-    if (handover.writes or handover.mask is not None) and len(listed) != 1:
-        raise InputError(
-            f"--lengths-out, --mask-out, --lengths and --mask go with one array; the inputs "
-            f"hold {len(listed)} (name one with PATH:KEY)"
-        )
-    reports = []
-    for ref, info in listed:
-        with (
-            io.open_array(info.ref) as source,
-            progress(source.nbytes, f"inspecting {info.ref}") as advance,
-        ):
-            found = inspect_array(Counted(source, advance), layout=layout)
-            report = found.to_dict() | hand_over(found, source, handover)
-        report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
-        if info.format == "h5" and ref.key is None:
-            report["file_tree_of"] = info.ref.path
-        reports.append(report)
-    return reports

@@ -221,7 +221,7 @@ def test_every_pass_reports_progress(padded, tmp_path):
 
 
 def test_inspect_reports_progress_over_every_byte(padded):
-    from lstmshape.inspection import inspect_refs
+    from lstmshape.handover import inspect_refs
     from lstmshape.refs import ArrayRef
 
     seen: list[tuple[str, int, int]] = []
@@ -287,7 +287,8 @@ def test_a_chosen_output_name_is_said_even_under_quiet(
 
 
 def test_no_name_is_announced_when_the_user_named_the_output(run_cli, padded, tmp_path):
-    result = run_cli(["reduce", padded["x"], "-s", "mean", "-q", "-o", tmp_path / "o.npy"])
+    args = ["reduce", padded["x"], "-s", "mean", "--lengths", padded["lengths"], "-q"]
+    result = run_cli([*args, "-o", tmp_path / "o.npy"])
     assert result.exit_code == 0 and result.stderr == ""
 
 

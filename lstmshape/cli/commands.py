@@ -79,9 +79,8 @@ def inspect(
       lstmshape inspect samples/post_padded.npy samples/runs.h5
       lstmshape inspect samples/pre_padded.npy --lengths-out lengths.npy
     """
-    from lstmshape.handover import Handover
+    from lstmshape.handover import Handover, inspect_refs
     from lstmshape.inputs import MaskRequest
-    from lstmshape.inspection import inspect_refs
     from lstmshape.report import print_json
 
     given = MaskRequest(**mask)
