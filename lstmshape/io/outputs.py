@@ -27,6 +27,7 @@ from lstmshape.io.base import (
 from lstmshape.io.h5_sink import _h5_key_state
 from lstmshape.io.npz import _npz_key_state
 from lstmshape.io.reading import list_arrays
+from lstmshape.io.safetensors import _safetensors_key_state
 from lstmshape.io.zarr import (
     _display_key,
     _find_array,
@@ -41,7 +42,25 @@ from lstmshape.io.zarr_sink import _ZarrPlan
 from lstmshape.refs import ArrayRef
 
 #: The KEY an output gets when none is given.
-DEFAULT_KEYS: dict[Format, str] = {"npz": "arr_0", "h5": "/data"}
+DEFAULT_KEYS: dict[Format, str] = {
+    "npz": "arr_0",
+    "h5": "/data",
+    "nc": "/data",
+    "safetensors": "data",
+}
+# The state of a KEY in an existing container: 'absent', 'dataset', 'group', 'blocked' (a
+# parent is not a group) or 'foreign' (the file is not of the format).
+_KEY_STATES: dict[Format, Callable[[Path, str], str]] = {
+    "h5": _h5_key_state,
+    "npz": _npz_key_state,
+    "safetensors": _safetensors_key_state,
+}
+_KINDS: dict[Format, str] = {
+    "h5": "an HDF5",
+    "npz": "a .npz",
+    "nc": "a netCDF-4",
+    "safetensors": "a .safetensors",
+}
 
 
 def _input_key(inp: ArrayRef, fmt: Format) -> str | None:
@@ -77,10 +96,10 @@ def _plan_existing_key(ref: ArrayRef, fmt: Format, target: Path, force: bool) ->
     """An existing file and an output KEY: add or (with force) replace that array."""
     key = ref.key
     assert key is not None
-    state = _h5_key_state(target, key) if fmt == "h5" else _npz_key_state(target, key)
+    state = _KEY_STATES[fmt](target, key)
     if state == "foreign":
         if not force:
-            kind = "an HDF5" if fmt == "h5" else "a .npz"
+            kind = _KINDS[fmt]
             raise InputError(f"{ref.path} exists and is not {kind} file; use --force to overwrite")
         return _OutputPlan(ref, fmt, None, True)
     if state == "group":

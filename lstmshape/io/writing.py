@@ -18,6 +18,7 @@ from lstmshape.io.h5_sink import _H5Sink
 from lstmshape.io.npy import _NpySink
 from lstmshape.io.npz import _NpzSink
 from lstmshape.io.outputs import _plan_output, _plan_zarr_output
+from lstmshape.io.safetensors_sink import _SafetensorsSink
 from lstmshape.io.sink import ArraySink
 from lstmshape.io.stdio import _StdoutSink
 from lstmshape.io.zarr_sink import ZarrSink
@@ -79,7 +80,10 @@ def open_sink(
         return _NpySink(plan, shape, dt, replan=replan)
     if plan.format == "npz":
         return _NpzSink(plan, shape, dt, replan=replan)
-    return _H5Sink(plan, shape, dt, _provenance_attrs(inputs, provenance), replan=replan)
+    attrs = _provenance_attrs(inputs, provenance)
+    if plan.format == "safetensors":
+        return _SafetensorsSink(plan, shape, dt, attrs, replan=replan)
+    return _H5Sink(plan, shape, dt, attrs, replan=replan)
 
 
 def save(
@@ -157,9 +161,11 @@ def save_members(
     extras = {keys[name]: arrays[name] for name in rest}
     head = arrays[first]
     sink: _FileSink
+    attrs = _provenance_attrs(inputs, provenance)
     if fmt == "h5":
-        attrs = _provenance_attrs(inputs, provenance)
         sink = _H5Sink(plan, head.shape, head.dtype, attrs, extras, replan)
+    elif fmt == "safetensors":
+        sink = _SafetensorsSink(plan, head.shape, head.dtype, attrs, extras, replan)
     else:
         sink = _NpzSink(plan, head.shape, head.dtype, extras, replan)
     with sink:
