@@ -25,6 +25,8 @@ from lstmshape.io.base import (
     _refuse_input_as_output,
 )
 from lstmshape.io.h5_sink import _h5_key_state
+from lstmshape.io.netcdf import _nc_key_state
+from lstmshape.io.netcdf_sink import check_netcdf_output
 from lstmshape.io.npz import _npz_key_state
 from lstmshape.io.reading import list_arrays
 from lstmshape.io.safetensors import _safetensors_key_state
@@ -52,6 +54,7 @@ DEFAULT_KEYS: dict[Format, str] = {
 # parent is not a group) or 'foreign' (the file is not of the format).
 _KEY_STATES: dict[Format, Callable[[Path, str], str]] = {
     "h5": _h5_key_state,
+    "nc": _nc_key_state,
     "npz": _npz_key_state,
     "safetensors": _safetensors_key_state,
 }
@@ -106,6 +109,11 @@ def _plan_existing_key(ref: ArrayRef, fmt: Format, target: Path, force: bool) ->
         raise InputError(f"cannot write {ref}: {key} is a group; name a dataset")
     if state == "blocked":
         raise InputError(f"cannot write {ref}: a parent of {key} is a dataset, not a group")
+    if state == "dataset" and fmt == "nc":
+        raise InputError(
+            f"cannot write {ref}: {key} exists, and netCDF cannot delete a variable; "
+            "write another KEY, or the whole file (no KEY, --force)"
+        )
     if state == "dataset" and not force:
         raise InputError(f"{ref} exists; use --force to overwrite")
     return _OutputPlan(ref, fmt, target, True)
@@ -120,6 +128,8 @@ def _plan_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) -> _O
     target = _check_target_path(ref)
     if fmt != "npy" and ref.key is not None and _normalize_key(fmt, ref.key) in ("/", ""):
         raise InputError(f"cannot write {ref}: KEY must name an array")
+    if fmt == "nc":
+        check_netcdf_output(ref)
     _refuse_input_as_output(ref, inputs, other_array=_other_key(ref, fmt))
     named = ref.key is not None
     key = _normalize_key(fmt, ref.key) if named else DEFAULT_KEYS.get(fmt)

@@ -23,6 +23,7 @@ from lstmshape.io.base import (
     _is_zarr,
 )
 from lstmshape.io.h5 import _list_h5, _open_h5
+from lstmshape.io.netcdf import _list_nc, _open_nc
 from lstmshape.io.npy import _open_npy
 from lstmshape.io.npz import _list_npz, _open_npz
 from lstmshape.io.safetensors import _list_safetensors, _open_safetensors
@@ -34,11 +35,13 @@ _OPENERS: dict[str, Callable[[ArrayRef], ArraySource]] = {
     "npy": _open_npy,
     "npz": _open_npz,
     "h5": _open_h5,
+    "nc": _open_nc,
     "safetensors": _open_safetensors,
 }
 _LISTERS: dict[str, Callable[[ArrayRef], list[ArrayInfo]]] = {
     "npz": _list_npz,
     "h5": _list_h5,
+    "nc": _list_nc,
     "safetensors": _list_safetensors,
 }
 
