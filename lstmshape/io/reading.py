@@ -23,6 +23,7 @@ from lstmshape.io.base import (
     _is_zarr,
 )
 from lstmshape.io.h5 import _list_h5, _open_h5
+from lstmshape.io.keras import _list_keras, _open_keras
 from lstmshape.io.netcdf import _list_nc, _open_nc
 from lstmshape.io.npy import _open_npy
 from lstmshape.io.npz import _list_npz, _open_npz
@@ -37,12 +38,14 @@ _OPENERS: dict[str, Callable[[ArrayRef], ArraySource]] = {
     "h5": _open_h5,
     "nc": _open_nc,
     "safetensors": _open_safetensors,
+    "keras": _open_keras,
 }
 _LISTERS: dict[str, Callable[[ArrayRef], list[ArrayInfo]]] = {
     "npz": _list_npz,
     "h5": _list_h5,
     "nc": _list_nc,
     "safetensors": _list_safetensors,
+    "keras": _list_keras,
 }
 
 
