@@ -17,6 +17,7 @@ from lstmshape.errors import InputError
 from lstmshape.inputs import MaskRequest, refuse_over_memory
 from lstmshape.masks import MaskSpec
 from lstmshape.plan import Plan, as_ntf, with_basis
+from lstmshape.plan.dims import extra_dims, output_dims
 from lstmshape.refs import ArrayRef, parse_ref
 from lstmshape.report import Step, Summary
 from lstmshape.sources import parts_of
@@ -119,7 +120,7 @@ def execute(
             extra = _stream(job, plan, target, request, inputs, provenance, engine, progress)
     summary.steps[-1].where = _where(target)
     for ref in job.extra_outs.values():
-        _save(extra, ref, request, inputs, provenance)
+        _save(extra, ref, request, inputs, provenance, extra_dims(plan))
         label = "output mask" if plan.operation == "pool" else str(plan.extra_name)
         summary.steps.append(Step(label, tuple(extra.shape), str(extra.dtype), _where(ref)))
     return summary
@@ -180,6 +181,7 @@ def _stream(
             inputs=inputs,
             provenance=provenance,
             hold_stdout=may_fail_late,  # standard output waits for the whole-input checks
+            dims=output_dims(plan),
         ) as sink,
     ):
         return engine.run_plan(
@@ -206,7 +208,7 @@ def _reshape(
     assert plan.kernel is not None  # reshape plans always carry theirs
     result = plan.kernel(data, validity)  # type: ignore[arg-type]
     out, extra = result if isinstance(result, tuple) else (result, None)
-    _save(out, target, request, inputs, provenance)
+    _save(out, target, request, inputs, provenance, output_dims(plan))
     return extra
 
 
@@ -216,10 +218,11 @@ def _save(
     request: OutputRequest,
     inputs: list[ArrayRef],
     provenance: dict[str, Any],
+    dims: tuple[str, ...] | None = None,
 ) -> None:
     from lstmshape import io
 
-    io.save(data, target, force=request.force, inputs=inputs, provenance=provenance)
+    io.save(data, target, force=request.force, inputs=inputs, provenance=provenance, dims=dims)
 
 
 def _fit_pca(job: Job, request: OutputRequest, engine: Any, progress: Progress) -> Plan:

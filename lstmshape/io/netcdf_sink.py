@@ -7,7 +7,9 @@ keeps the file's other variables: at commit, under the target lock, the target a
 is copied, the variable (and any dimension it lacks) is added to the copy block by block, and
 the copy renamed over the target. A dimension the file already has must have the same size.
 netCDF has no way to delete a variable, so an existing KEY is not replaced (even with
-`--force`): write another KEY, or the whole file.
+`--force`): write another KEY, or the whole file. netCDF has no bool type: bool arrays (masks)
+are stored as uint8 0/1 with CF `flag_values`/`flag_meanings`; float16 is stored as HDF5's
+half float (h5py, h5netcdf and xarray read it; netCDF-C does not).
 """
 
 from __future__ import annotations
@@ -89,21 +91,26 @@ class _NcSink(_FileSink):
         self._file: Any = self._h5n.File(self._tmp, "w", locking=False)
         self._var = self._create(self._file, self.target.key, self.shape, self.dtype)
         for key, array in self._extras.items():
-            self._create(self._file, key, array.shape, array.dtype)[...] = array
+            var = self._create(self._file, key, array.shape, array.dtype)
+            var[...] = array.astype(_stored(array.dtype), copy=False)
 
     def _create(self, f: Any, key: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Any:
         group = _group_of(f, key)
         for name, size in self._sizes[key].items():
             if _visible_dimension(group, name) is None:
                 group.dimensions[name] = size
-        var = group.create_variable(key.rsplit("/", 1)[-1], self._dims[key], dtype)
+        var = group.create_variable(key.rsplit("/", 1)[-1], self._dims[key], _stored(dtype))
         for name, value in self._attrs.items():
             var.attrs[name] = value
+        if dtype == np.bool_:
+            var.attrs["flag_values"] = np.array([0, 1], np.uint8)
+            var.attrs["flag_meanings"] = "false true"
         return var
 
     def _write(self, start: int, block: np.ndarray, axis: int) -> None:
         if block.size == 0:
             return
+        block = block.astype(_stored(block.dtype), copy=False)
         if not self.shape:
             self._var[...] = block
             return
@@ -131,6 +138,11 @@ class _NcSink(_FileSink):
                 _copy_variable(source, target)
         self._drop_temp(self._tmp)
         self._tmp = merged
+
+
+def _stored(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """netCDF has no bool type: bools are stored as uint8 0/1 (with CF flag attributes)."""
+    return np.dtype(np.uint8) if dtype == np.bool_ else dtype
 
 
 def _group_of(f: Any, key: str, *, create: bool = True) -> Any:
