@@ -556,6 +556,7 @@ def detect_lengths(
 def inspect_refs(refs: Iterable[ArrayRef], *, layout: str = "ntf") -> list[dict[str, Any]]:
     """The inspect report of every array behind `refs` (each array of a file without KEY)."""
     from lstmshape import io
+    from lstmshape.listing import header_fields
 
     reports = []
     for ref in refs:
@@ -563,6 +564,7 @@ def inspect_refs(refs: Iterable[ArrayRef], *, layout: str = "ntf") -> list[dict[
             with io.open_array(info.ref) as source:
                 report = inspect_array(source, layout=layout).to_dict()
             report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
+            report.update(header_fields(info))  # chunks, dims, attributes, provenance
             if info.format == "h5" and ref.key is None:
                 report["file_tree_of"] = info.ref.path
             reports.append(report)

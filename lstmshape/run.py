@@ -82,11 +82,13 @@ def plan_summary(job: Job) -> Summary:
     options = dict(plan.options)
     if plan.operation != "reshape":  # reshape reads a mask only to pack, and says so itself
         options["mask"] = job.mask.describe()
+    stored = getattr(job.source.info, "stored_dtype", None)
+    note = f"{stored} on disk, read as {job.source.dtype} (exact)" if stored else ""
     return Summary(
         command=plan.operation,
         options=options,
         steps=[
-            Step("input", tuple(job.source.shape), str(job.source.dtype), str(job.input_ref)),
+            Step("input", tuple(job.source.shape), str(job.source.dtype), str(job.input_ref), note),
             Step("output", plan.out_shape, str(plan.out_dtype), ""),
         ],
     )

@@ -83,29 +83,48 @@ def _report(summary: Any, as_json: bool, quiet: bool) -> None:
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("inputs", nargs=-1, required=True, type=REF, callback=expand_inputs)
 @layout_option
+@click.option(
+    "--brief", is_flag=True, help="One line per array from the headers alone (no data read)."
+)
 @report_options
 @click.pass_obj
 def inspect(
-    term: Terminal, inputs: tuple[ArrayRef, ...], layout: str, as_json: bool, quiet: bool
+    term: Terminal,
+    inputs: tuple[ArrayRef, ...],
+    layout: str,
+    brief: bool,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """Show shape, dtype, size, padding, valid lengths and NaN/Inf counts.
 
-    An .h5 or .npz without KEY shows every array in it.
+    A file without KEY shows every array in it; a KEY glob (runs.h5:/run*/out) those it
+    matches. Attributes (lstmshape's provenance), chunks and compression show too.
 
     \b
     Example:
       lstmshape inspect samples/post_padded.npy samples/runs.h5
+      lstmshape inspect --brief 'samples/runs.h5:/*/output'
     """
-    from lstmshape.inspection import inspect_refs
     from lstmshape.report import print_json
 
-    reports = inspect_refs(inputs, layout=layout)
+    if brief:
+        from lstmshape.listing import brief_entries
+
+        reports = brief_entries(inputs)
+    else:
+        from lstmshape.inspection import inspect_refs
+
+        reports = inspect_refs(inputs, layout=layout)
     if as_json:
         print_json(reports[0] if len(reports) == 1 else reports)
     if not quiet:
         from lstmshape import render
 
-        render.print_inspect(reports)
+        if brief:
+            render.print_brief(reports)
+        else:
+            render.print_inspect(reports)
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
