@@ -837,7 +837,7 @@ def test_save_members_refuses_existing_files_and_keys(here: Path) -> None:
     io.save_members("b.h5:/pca", {"w": np.ones(2)})
     with pytest.raises(InputError, match=re.escape("b.h5:/pca/w exists; use --force")):
         io.save_members("b.h5:/pca", {"v": np.ones(2), "w": np.ones(2)})
-    with pytest.raises(InputError, match=re.escape("use a .npz or .h5 file")):
+    with pytest.raises(InputError, match=re.escape("use a .npz, .h5, .nc or .safetensors file")):
         io.save_members("b.npy", {"w": np.ones(2)})
     assert [i.ref.key for i in io.list_arrays("b.h5")] == ["/pca/w"]
 
