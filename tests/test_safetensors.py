@@ -86,7 +86,7 @@ def test_a_new_key_keeps_the_other_tensors_and_an_old_one_needs_force(tmp_path: 
     assert_bitwise(got["b"], np.ones((2, 2), np.float16))
     with safe_open(str(path), "np") as f:
         assert f.metadata()["k"] == "v" and "lstmshape:c" in f.metadata()
-    with pytest.raises(InputError, match="w.safetensors:a exists; use --force"):
+    with pytest.raises(InputError, match=r"w\.safetensors:a exists; use --force"):
         io.save(np.zeros(1), f"{path}:a")
     io.save(np.full(4, 7, np.uint8), f"{path}:a", force=True)
     assert_bitwise(load_file(str(path))["a"], np.full(4, 7, np.uint8))

@@ -305,18 +305,15 @@ def _list_keras(ref: ArrayRef) -> list[ArrayInfo]:
 
 
 def paired_bias(ref: ArrayRef) -> ArrayRef | None:
-    """The bias that goes with a Dense layer's kernel named in a `.keras` archive
+    """The bias that goes with a Dense layer's kernel named by the layer in a `.keras` archive
     (`model.keras:LAYER` or `model.keras:LAYER/kernel` -> `model.keras:LAYER/bias`); None for
-    any other reference, or a layer without bias."""
-    if ref.is_stdio or ref.suffix != ".keras":
+    any other reference (a raw weight path included), or a layer without bias."""
+    if ref.is_stdio or ref.suffix != ".keras" or ref.key is None:
         return None
     kernel = _list_keras(ref)[0]
     layer = kernel.attrs.get("layer")
-    if (
-        kernel.attrs.get("class") != _DENSE
-        or not kernel.ref.key
-        or not kernel.ref.key.endswith("/kernel")
-    ):
+    named = ref.key.strip("/") in (layer, f"{layer}/kernel")
+    if kernel.attrs.get("class") != _DENSE or kernel.ref.key != f"{layer}/kernel" or not named:
         return None
     bias = ArrayRef(ref.path, f"{layer}/bias")
     try:

@@ -132,9 +132,10 @@ class _NcSink(_FileSink):
             self._h5n.File(merged, "a", locking=False) as kept,
         ):
             _check_fits_file(kept, plan.ref, self._dims, self._sizes)
+            dtypes = {key: array.dtype for key, array in self._extras.items()}
             for key in self._dims:
                 source = ours[key]
-                target = self._create(kept, key, source.shape, source.dtype)
+                target = self._create(kept, key, source.shape, dtypes.get(key, self.dtype))
                 _copy_variable(source, target)
         self._drop_temp(self._tmp)
         self._tmp = merged
