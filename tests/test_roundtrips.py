@@ -45,3 +45,22 @@ def test_every_pair_of_formats_keeps_data_and_dtype(run_cli, tmp_path, src, dst,
     assert result.exit_code == 0, result.stderr
     want = x.astype(np.uint8) if dtype == "bool" and "nc" in (src, dst) else x
     assert_bitwise(io.load(target), want)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "nc"])
+def test_several_arrays_in_one_file(run_cli, tmp_path: Path, fmt: str) -> None:
+    """`save_members` (`--save-basis`): every member kept, 0-d ones too; unnamed axes of
+    different sizes never share a netCDF dimension."""
+    rng = np.random.default_rng(0)
+    members = {"weights": rng.standard_normal((4, 3)), "bias": np.ones(3), "n": np.array(7)}
+    io.save_members(tmp_path / f"b.{fmt}", members)
+    for name, array in members.items():
+        assert_bitwise(io.load(f"{tmp_path / f'b.{fmt}'}:{name}"), array)
+    x = rng.standard_normal((5, 2, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    weights = [f"{tmp_path / f'b.{fmt}'}:{key}" for key in ("weights", "bias")]
+    args = ["project", tmp_path / "x.npy", "--weights", weights[0], "--bias", weights[1]]
+    result = run_cli([*args, "-o", tmp_path / "p.npy"])
+    assert result.exit_code == 0, result.stderr
+    want = x @ members["weights"] + 1
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), want, rtol=1e-5, atol=1e-6)

@@ -45,18 +45,19 @@ def check_netcdf_output(ref: ArrayRef) -> None:
 
 
 def netcdf_dims(key: str, shape: tuple[int, ...], dims: Sequence[str] | None) -> tuple[str, ...]:
-    """The dimension names of the variable `key`: `dims`, or `dim_0`, `dim_1`, ... when they
-    are not given or do not fit the shape; names equal to the variable's own get a suffix
-    (a variable named like its dimension would be a coordinate variable).
+    """The dimension names of the variable `key`: `dims`, or `KEY_dim_0`, `KEY_dim_1`, ...
+    (its own, so unnamed axes of several variables never clash) when they are not given or
+    do not fit the shape; names equal to the variable's own get a suffix (a variable named
+    like its dimension would be a coordinate variable).
 
-    >>> netcdf_dims("/data", (2, 3), ("sample", "feature"))
-    ('sample', 'feature')
+    >>> netcdf_dims("/data", (2, 3), ("sample", "feature")), netcdf_dims("/w", (2,), None)
+    (('sample', 'feature'), ('w_dim_0',))
     >>> netcdf_dims("/time", (2, 3), ("sample", "time"))
     ('sample', 'time_')
     """
-    names = list(dims) if dims is not None and len(dims) == len(shape) else []
-    names = names or [f"dim_{i}" for i in range(len(shape))]
     own = key.rsplit("/", 1)[-1]
+    names = list(dims) if dims is not None and len(dims) == len(shape) else []
+    names = names or [f"{own}_dim_{i}" for i in range(len(shape))]
     return tuple(f"{name}_" if name == own else name for name in names)
 
 

@@ -81,7 +81,7 @@ class _SafetensorsSink(_FileSink):
     ) -> None:
         dtype = stored_dtype(plan.ref, dtype)
         extras = {
-            k: np.ascontiguousarray(a, stored_dtype(plan.ref, a.dtype))
+            k: np.array(a, stored_dtype(plan.ref, a.dtype), order="C")  # 0-d stays 0-d
             for k, a in (extras or {}).items()
         }
         assert plan.ref.key is not None

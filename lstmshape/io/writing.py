@@ -52,7 +52,7 @@ def open_sink(
             temporary file), so a failure found after the last block sends no data at all.
             Files never need it: they appear only on commit.
         dims: the names of the output's axes, for formats that name them (netCDF); without
-            them (or when they do not fit the shape) netCDF dimensions are `dim_0`, ...
+            them (or when they do not fit the shape) netCDF dimensions are `KEY_dim_0`, ...
 
     Raises:
         InputError: the output is refused (see `check_output`).
