@@ -1,8 +1,11 @@
 """Fuzz the lstmshape command line with damaged input files.
 
-Valid seed files (`.npy`, `.npz` stored and deflated, `.h5` chunked and contiguous, masks,
-lengths and weights) are damaged by truncation, bit flips, overwritten byte runs, forged
-`.npy` headers (random shape, dtype and order text) and re-zipped damaged `.npz` members,
+Valid seed files (`.npy`, `.npz` stored and deflated, `.h5` chunked and contiguous,
+`.safetensors`, `.nc`, a `.keras` archive, masks, lengths and weights) are damaged by
+truncation, bit flips, overwritten byte runs, forged `.npy` headers (random shape, dtype and
+order text), forged `.safetensors` headers (lying dtypes, shapes, offsets and length field),
+re-zipped damaged `.npz` members and `.keras` archives with a damaged config or weights
+file, or a zip bomb member,
 then given to every command (inspect, reduce, pool, project, reshape), as the data, the
 mask, the lengths or the weights, by path, by KEY or on standard input.
 
@@ -83,6 +86,54 @@ def _h5_bytes(chunked: bool) -> bytes:
         return path.read_bytes()
 
 
+def _safetensors_bytes() -> bytes:
+    tensors = {"out": _data(), "lengths": LENGTHS.astype(np.int64)}
+    header, data, at = {"__metadata__": {"format": "np"}}, b"", 0
+    for name, array in tensors.items():
+        raw = np.ascontiguousarray(array).tobytes()
+        code = {"float32": "F32", "int64": "I64"}[str(array.dtype)]
+        header[name] = {
+            "dtype": code,
+            "shape": list(array.shape),
+            "data_offsets": [at, at + len(raw)],
+        }
+        data, at = data + raw, at + len(raw)
+    text = json.dumps(header).encode()
+    text += b" " * (-(8 + len(text)) % 8)
+    return len(text).to_bytes(8, "little") + text + data
+
+
+def _nc_bytes() -> bytes:
+    from lstmshape import io as lio
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "seed.nc"
+        lio.save(_data(), f"{path}:/out", dims=("sample", "time", "feature"))
+        lio.save(LENGTHS, f"{path}:/lengths", dims=("sample",))
+        return path.read_bytes()
+
+
+def _keras_bytes(weights: bytes | None = None, config: bytes | None = None) -> bytes:
+    """A Keras 3 archive as Keras writes it (stored members): Input -> Dense(2)."""
+    import h5py
+
+    if weights is None:
+        buf = io.BytesIO()
+        with h5py.File(buf, "w") as f:
+            f["layers/dense/vars/0"] = np.ones((F, 2), np.float32)
+            f["layers/dense/vars/1"] = np.zeros(2, np.float32)
+        weights = buf.getvalue()
+    if config is None:
+        layers = [{"class_name": "Dense", "config": {"name": "proj", "units": 2}}]
+        config = json.dumps({"class_name": "Sequential", "config": {"layers": layers}}).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr("metadata.json", b"{}")
+        zf.writestr("config.json", config)
+        zf.writestr("model.weights.h5", weights)
+    return out.getvalue()
+
+
 def make_seeds() -> dict[str, bytes]:
     """Name (with its suffix) -> bytes of every valid seed file."""
     x = _data()
@@ -99,6 +150,9 @@ def make_seeds() -> dict[str, bytes]:
         "mask.npy": _npy_bytes(mask),
         "lengths.npy": _npy_bytes(LENGTHS),
         "weights.npy": _npy_bytes(np.ones((F, 2), np.float32)),
+        "x.safetensors": _safetensors_bytes(),
+        "x.nc": _nc_bytes(),
+        "model.keras": _keras_bytes(),
     }
 
 
@@ -208,11 +262,78 @@ def mutate_npy(rng: random.Random, data: bytes) -> bytes:
     return overwrite(rng, data)
 
 
+def forge_safetensors(rng: random.Random, data: bytes) -> bytes:
+    """A well-framed header with lying entries: dtypes, shapes, offsets, the length field."""
+    length = int.from_bytes(data[:8], "little") if len(data) >= 8 else 0
+    try:
+        header = json.loads(data[8 : 8 + length])
+    except ValueError:
+        return truncate(rng, data)
+    if not isinstance(header, dict):
+        return truncate(rng, data)
+    for name in [n for n in header if n != "__metadata__"]:
+        entry = header[name]
+        if not isinstance(entry, dict):
+            continue
+        what = rng.random()
+        if what < 0.25:
+            entry["dtype"] = rng.choice(["F16", "BF16", "F8_E4M3", "F4", "BOOL", "X", 7, None])
+        elif what < 0.5:
+            entry["shape"] = [rng.choice(_DIMS) for _ in range(rng.choice([0, 1, 3, 64]))]
+        elif what < 0.75:
+            entry["data_offsets"] = [rng.choice(_DIMS), rng.choice(_DIMS)]
+        else:
+            header[name] = rng.choice([None, [], "x", {"dtype": "F32"}])
+    if rng.random() < 0.2:
+        header["__metadata__"] = rng.choice([{"a": 1}, [], None, "x"])
+    text = json.dumps(header).encode()
+    if rng.random() < 0.1:
+        text = rng.choice([b"[", b"{" * 5000, b'{"a": {}, "a": {}}', b"\xff\xfe"])
+    declared = len(text) if rng.random() < 0.8 else rng.choice([0, 1, 2**40, len(text) + 9])
+    return declared.to_bytes(8, "little") + text + data[8 + length :]
+
+
+def damage_keras(rng: random.Random, data: bytes) -> bytes:
+    """A valid zip whose config or weights are damaged, or a zip bomb member."""
+    choice = rng.random()
+    if choice < 0.3:
+        config = rng.choice([b"{", b"[]", b"{}", b'{"class_name": "Sequential", "config": 1}'])
+        return _keras_bytes(config=config)
+    if choice < 0.6:
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                weights = zf.read("model.weights.h5")
+        except Exception:
+            return data
+        return _keras_bytes(
+            weights=rng.choice([flip_bits_anywhere, overwrite_any, truncate])(rng, weights)
+        )
+    if choice < 0.8:  # a deflated member that inflates 1000-fold
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("config.json", b"{}" if rng.random() < 0.5 else b" " * 2**26)
+            zf.writestr("model.weights.h5", bytes(rng.choice([2**20, 2**28])))
+        return out.getvalue()
+    return rng.choice([truncate, flip_bits_anywhere, overwrite_any])(rng, data)
+
+
+def overwrite_any(rng: random.Random, data: bytes) -> bytes:
+    return overwrite(rng, data)
+
+
+def flip_bits_anywhere(rng: random.Random, data: bytes) -> bytes:
+    return flip_bits(rng, data, head_bias=False)
+
+
 def mutate(rng: random.Random, name: str, data: bytes) -> bytes:
     """One or two random damages suited to the file's format."""
     suffix = Path(name).suffix
     for _ in range(rng.choice([1, 1, 1, 2])):
-        if suffix == ".npy":
+        if suffix == ".safetensors" and rng.random() < 0.5:
+            data = forge_safetensors(rng, data)
+        elif suffix == ".keras":
+            data = damage_keras(rng, data)
+        elif suffix == ".npy":
             data = mutate_npy(rng, data)
         elif suffix == ".npz":
             choice = rng.random()
@@ -258,8 +379,13 @@ _DATA_SEEDS = ["x.npy", "x_tnf.npy", "x2d.npy", "stored.npz", "deflated.npz", "c
 _KEYS = {
     ".npz": ["", ":out", ":lengths", ":nope"],
     ".h5": ["", ":/lstm/output", ":/lstm", ":/mask", ":lstm/lengths"],
+    ".safetensors": ["", ":out", ":lengths", ":o*"],
+    ".nc": ["", ":out", ":/lengths", ":sample"],
+    ".keras": ["", ":proj", ":proj/bias", ":layers/dense/vars/0"],
 }
-_OUTPUTS = ["out.npy", "out.npz", "out.h5", "out.h5:/r/k", "out.npz:k", "-"]
+_FORMAT_SEEDS = ["x.safetensors", "x.nc", "model.keras"]
+_OUTPUTS = ["out.npy", "out.npz", "out.h5", "out.h5:/r/k", "out.npz:k", "-", "out.safetensors",
+            "out.nc:k"]  # fmt: skip
 
 
 def _data_ref(rng: random.Random, name: str) -> str:
@@ -286,7 +412,7 @@ def _command(rng: random.Random, ref: str, mask: list[str]) -> list[str]:
     layout = ["--layout", "tnf"] if rng.random() < 0.2 else []
     out = ["-o", rng.choice(_OUTPUTS), "-q"]
     if command == "inspect":
-        return ["inspect", ref, *layout, *rng.choice([[], ["--json"], ["-q"]])]
+        return ["inspect", ref, *layout, *rng.choice([[], ["--json"], ["-q"], ["--brief"]])]
     if command == "reduce":
         strategy = rng.choice(["last", "first", "mean", "max", "min", "sum"])
         extra = rng.choice([[], ["--empty", "nan"], ["--keepdims"], ["--bidirectional"]])
@@ -313,7 +439,7 @@ def _command(rng: random.Random, ref: str, mask: list[str]) -> list[str]:
     return ["reshape", ref, *how, *layout, *mask, *out]
 
 
-ROLES = ("data", "stdin", "mask", "lengths", "weights")
+ROLES = ("data", "stdin", "mask", "lengths", "weights", "formats")
 
 
 def generate_case(rng: random.Random, seeds: dict[str, bytes], role: str | None = None) -> Case:
@@ -321,7 +447,20 @@ def generate_case(rng: random.Random, seeds: dict[str, bytes], role: str | None 
     command."""
     files = dict(seeds)
     if role is None:
-        role = rng.choice(["data", "data", "data", "data", "stdin", "mask", "lengths", "weights"])
+        role = rng.choice(
+            ["data", "data", "data", "data", "stdin", "mask", "lengths", "weights", "formats"]
+        )
+    if role == "formats":  # .safetensors, .nc and .keras damaged: as data, or as the weights
+        name = rng.choice(_FORMAT_SEEDS)
+        files[name] = mutate(rng, name, seeds[name])
+        ref = _data_ref(rng, name)
+        if rng.random() < (0.5 if name == "model.keras" else 0.2):
+            args = ["project", "x.npy", "--weights", ref, "-o", rng.choice(_OUTPUTS), "-q"]
+        elif name == "model.keras":
+            args = ["inspect", ref, *rng.choice([[], ["--json"], ["--brief"]])]
+        else:
+            args = _command(rng, ref, _mask_args(rng))
+        return Case(files, args, note=f"{name} damaged")
     if role == "stdin":
         damaged = mutate(rng, "x.npy", seeds["x.npy"])
         command = _command(rng, "-", _mask_args(rng))

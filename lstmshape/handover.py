@@ -145,6 +145,7 @@ def inspect_refs(
     `handover`: check a given mask, write the detected one (`lstmshape.handover`);
     `progress` gets one pass per array."""
     from lstmshape import io
+    from lstmshape.listing import header_fields
 
     handover = handover or Handover()
     listed = [(ref, info) for ref in refs for info in io.list_arrays(ref)]
@@ -162,6 +163,7 @@ def inspect_refs(
             found = inspect_array(Counted(source, advance), layout=layout)
             report = found.to_dict() | hand_over(found, source, handover)
         report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
+        report.update(header_fields(info))  # chunks, dims, attributes, provenance
         if info.format == "h5" and ref.key is None:
             report["file_tree_of"] = info.ref.path
         reports.append(report)

@@ -69,6 +69,10 @@ def project_job(
     """`options`: activation, weights_layout (as `plan_project`)."""
     if pca is None and save_basis is not None:
         raise InputError("--save-basis goes with --pca")
+    if weights_ref is not None and bias_ref is None:
+        from lstmshape.io import paired_bias
+
+        bias_ref = paired_bias(weights_ref)  # a .keras Dense layer's own bias
     with _opened(input_ref, mask.layout) as source:
         weights = None if weights_ref is None else load_small(weights_ref, "weights")
         bias = None if bias_ref is None else load_small(bias_ref, "bias")

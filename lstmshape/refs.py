@@ -1,7 +1,9 @@
 """`PATH[:KEY]` text -> `ArrayRef`, without touching numpy or the file's contents.
 
-A reference names one array: a `.npy` file, a member of a `.npz` archive or a dataset of
-an `.h5`/`.hdf5` file, or `-` for a `.npy` stream on standard input/output. Splitting is
+A reference names one array: a `.npy` file, a member of a `.npz` archive, a dataset of
+an `.h5`/`.hdf5` file, a netCDF variable, a `.safetensors` tensor, a weight of a `.keras`
+archive, an array of a `.zarr` store, or `-` for a `.npy` stream on standard
+input/output. Splitting is
 purely textual (plus one `exists` check); opening the file and finding the key is the job
 of `lstmshape.io`.
 """
@@ -17,8 +19,21 @@ from lstmshape.errors import InputError
 
 __all__ = ["KNOWN_SUFFIXES", "STDIO", "ArrayRef", "parse_ref"]
 
-#: File suffixes lstmshape reads and writes (compared lowercased).
-KNOWN_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".h5", ".hdf5", ".zarr")
+#: File suffixes split off a KEY (compared lowercased): the formats lstmshape reads and
+#: writes, and PyTorch's pickles, which are refused by name (`model.pt:fc.weight`).
+KNOWN_SUFFIXES: tuple[str, ...] = (
+    ".npy",
+    ".npz",
+    ".h5",
+    ".hdf5",
+    ".zarr",
+    ".nc",
+    ".safetensors",
+    ".keras",
+    ".pt",
+    ".pth",
+    ".ckpt",
+)
 
 #: The path that means standard input (when reading) or standard output (when writing).
 STDIO = "-"
@@ -67,7 +82,7 @@ def parse_ref(
     """Split `PATH[:KEY]` text into an `ArrayRef`.
 
     A path that exists as written is never split. Otherwise the text is split at a `:`
-    whose left part ends in a known suffix (`.npy .npz .h5 .hdf5 .zarr`); if several qualify,
+    whose left part ends in a known suffix (`KNOWN_SUFFIXES`); if several qualify,
     one whose left part exists wins, else the rightmost (so `run.h5:/a:b` keeps the key
     `/a:b`). Text with no such `:` is a plain path, even `a:b`; an unsupported format is
     reported when the file is opened.

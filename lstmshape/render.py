@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lstmshape.report import Summary
@@ -138,6 +139,7 @@ def _inspect_rows(report: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield "given mask", f"{check['given']}: {_agreement(check)}"
     for what, where in report.get("written", {}).items():
         yield f"{what} written", where
+    yield from _header_rows(report)
 
 
 def _agreement(check: dict[str, Any]) -> str:
@@ -146,6 +148,73 @@ def _agreement(check: dict[str, Any]) -> str:
     shown = ", ".join(str(i) for i in check["first"])
     more = ", ..." if check["disagree"] > len(check["first"]) else ""
     return f"disagrees in {check['disagree']} of {check['samples']} samples ({shown}{more})"
+
+
+def _header_rows(report: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """What the headers add (`listing.header_fields`): storage, provenance, attributes."""
+    if report.get("dims"):
+        yield "dimensions", ", ".join(report["dims"])
+    if report.get("stored_dtype"):
+        yield "stored as", f"{report['stored_dtype']} (read as {report['dtype']}, exactly)"
+    if report.get("chunks"):
+        yield "chunks", shape_text(report["chunks"])
+    if report.get("compression"):
+        yield "compression", str(report["compression"])
+    provenance = report.get("provenance")
+    if provenance:
+        yield "provenance", escape(_provenance_text(provenance))
+    shown = {k: v for k, v in (report.get("attrs") or {}).items() if not _is_provenance(k, report)}
+    if shown:
+        yield "attributes", escape("\n".join(f"{k} = {_short(v)}" for k, v in shown.items()))
+    if report.get("attrs_error"):
+        yield "attributes", escape(f"unreadable: {report['attrs_error']}")
+
+
+def _is_provenance(name: str, report: dict[str, Any]) -> bool:
+    return bool(report.get("provenance")) and name in ("source", "operation", "options", "version")
+
+
+def _provenance_text(provenance: dict[str, Any]) -> str:
+    options = provenance.get("options")
+    if isinstance(options, dict):
+        options = "  ".join(f"{k}={v}" for k, v in options.items() if v not in (None, False, ""))
+    return (
+        f"lstmshape {provenance.get('version')} {provenance.get('operation')}\n"
+        f"from {provenance.get('source')}\n{options}"
+    ).rstrip()
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def brief_line(entry: dict[str, Any]) -> str:
+    """One `inspect --brief` line: reference, shape (dimension names), dtype, size, storage.
+
+    >>> brief_line({"ref": "r.nc:/out", "shape": [2, 3], "dims": ["sample", "feature"],
+    ...             "dtype": "float32", "nbytes": 24, "chunks": [1, 3], "compression": "gzip"})
+    'r.nc:/out  (sample=2, feature=3)  float32  24 B  chunks (1, 3) gzip'
+    """
+    dims = entry.get("dims")
+    if dims and len(dims) == len(entry["shape"]):
+        shape = "(" + ", ".join(f"{d}={n}" for d, n in zip(dims, entry["shape"], strict=True)) + ")"
+    else:
+        shape = shape_text(entry["shape"])
+    dtype = entry["dtype"]
+    if entry.get("stored_dtype"):
+        dtype += f" ({entry['stored_dtype']} on disk)"
+    parts = [entry["ref"], shape, dtype, format_bytes(entry["nbytes"])]
+    storage = [f"chunks {shape_text(entry['chunks'])}"] if entry.get("chunks") else []
+    storage += [str(entry["compression"])] if entry.get("compression") else []
+    return "  ".join(parts + ([" ".join(storage)] if storage else []))
+
+
+def print_brief(entries: Sequence[dict[str, Any]], console: Console | None = None) -> None:
+    """`inspect --brief`: one plain line per array."""
+    console = console or error_console()
+    for entry in entries:
+        console.print(brief_line(entry), markup=False, highlight=False)
 
 
 def _padding_text(padding: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from lstmshape.errors import InputError
 from lstmshape.inputs import MaskRequest, refuse_over_memory
 from lstmshape.masks import MaskSpec
 from lstmshape.plan import Plan, as_ntf, with_basis
+from lstmshape.plan.dims import extra_dims, output_dims
 from lstmshape.refs import ArrayRef, parse_ref
 from lstmshape.report import Advance, Progress, Step, Summary, no_progress
 from lstmshape.sources import parts_of
@@ -105,11 +106,13 @@ def plan_summary(job: Job, outputs: Outputs | None = None) -> Summary:
     options = dict(plan.options)
     if plan.operation != "reshape" or plan.extra_name is not None:  # reshape reads a mask
         options["mask"] = job.mask.describe(job.spec)  # only to pack, or lengths only to pad
+    stored = getattr(getattr(job.source, "info", None), "stored_dtype", None)
+    note = f"{stored} on disk, read as {job.source.dtype} (exact)" if stored else ""
     summary = Summary(
         command=plan.operation,
         options=options,
         steps=[
-            Step("input", tuple(job.source.shape), str(job.source.dtype), str(job.input_ref)),
+            Step("input", tuple(job.source.shape), str(job.source.dtype), str(job.input_ref), note),
             Step("output", plan.out_shape, str(plan.out_dtype), ""),
         ],
     )
@@ -169,7 +172,7 @@ def execute(
     # (`lstmshape.interrupts`: from the first commit on the run finishes).
     for name, side in outputs.extras.items():
         linked = {**provenance, f"{name}_of": str(outputs.data.shown)}
-        _save(extra, side.ref, request, inputs, linked)
+        _save(extra, side.ref, request, inputs, linked, extra_dims(plan))
     if basis is not None and outputs.basis is not None:
         _save_basis(basis, outputs.basis.ref, request, job)
     return summary
@@ -264,6 +267,7 @@ def _stream(
             inputs=inputs,
             provenance=provenance,
             hold_stdout=may_fail_late,  # standard output waits for the whole-input checks
+            dims=output_dims(plan),
         ) as sink,
     ):
         extra = engine.run_plan(
@@ -306,7 +310,7 @@ def _reshape(
     assert plan.kernel is not None  # reshape plans always carry theirs
     result = plan.kernel(data, validity)  # type: ignore[arg-type]
     out, extra = result if isinstance(result, tuple) else (result, None)
-    _save(out, target, request, inputs, provenance)
+    _save(out, target, request, inputs, provenance, output_dims(plan))
     return tuple(out.shape), extra
 
 
@@ -316,10 +320,11 @@ def _save(
     request: OutputRequest,
     inputs: list[ArrayRef],
     provenance: dict[str, Any],
+    dims: tuple[str, ...] | None = None,
 ) -> None:
     from lstmshape import io
 
-    io.save(data, target, force=request.force, inputs=inputs, provenance=provenance)
+    io.save(data, target, force=request.force, inputs=inputs, provenance=provenance, dims=dims)
 
 
 def _fit_pca(job: Job, request: OutputRequest, engine: Any, progress: Progress) -> tuple[Plan, Any]:

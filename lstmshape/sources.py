@@ -1,7 +1,8 @@
 """Several input files read as one array, concatenated along N.
 
 Sharded outputs (`part-000.npy`, `part-001.npy`, ... or `shards/*.zarr:/out`) are one
-batch to lstmshape: `expand_refs` turns paths and globs into a list of references,
+batch to lstmshape: `expand_refs` turns paths and globs (of paths, and of KEYs inside a file:
+`runs.h5:/run*/lstm/output`) into a list of references,
 `join_refs` wraps several into one `MultiRef`, and `open_sources` opens them as a
 `MultiSource`, which reads like `io.ArraySource` (`shape`, `dtype`, `nbytes`,
 `read(start, stop, axis)`, `read_all`), so the engines need not know there are several
@@ -14,6 +15,7 @@ shell in the C locale expands it: name shards with zero-padded numbers.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import math
 import os
@@ -32,6 +34,7 @@ __all__ = [
     "describe_matches",
     "expand_refs",
     "join_refs",
+    "key_matches",
     "load_joined",
     "n_axis",
     "open_sources",
@@ -75,10 +78,11 @@ def _has_glob(path: str) -> bool:
 
 
 def expand_refs(refs: Iterable[ArrayRef]) -> list[ArrayRef]:
-    """Each reference as written, or every path its glob matches (sorted), KEY kept.
+    """Each reference as written, or every path its glob matches (sorted), and in each file
+    every array its KEY glob matches (`runs.h5:/run*/lstm/output`, sorted by KEY).
 
-    A path that exists as written is never treated as a glob. A glob that matches nothing
-    is an InputError.
+    A path that exists as written is never treated as a glob, nor a KEY that names an array
+    as written. A glob that matches nothing is an InputError.
     """
     expanded: list[ArrayRef] = []
     for ref in refs:
@@ -86,13 +90,43 @@ def expand_refs(refs: Iterable[ArrayRef]) -> list[ArrayRef]:
             expanded.extend(ref.parts)
             continue
         if ref.is_stdio or not _has_glob(ref.path) or os.path.lexists(ref.path):
-            expanded.append(ref)
+            expanded.extend(_expand_key(ref))
             continue
         matches = sorted(glob.glob(ref.path))  # noqa: PTH207 (absolute patterns too)
         if not matches:
             raise InputError(f"no file matches {ref.path}")
-        expanded.extend(ArrayRef(match, ref.key) for match in matches)
+        for match in matches:
+            expanded.extend(_expand_key(ArrayRef(match, ref.key)))
     return expanded
+
+
+def key_matches(key: str, pattern: str) -> bool:
+    """Whether an array's KEY matches a KEY glob: `*`, `?` and `[...]` within one level of
+    the path (`/run*/out` matches `/run1/out`, not `/run1/x/out`); a leading `/` is optional.
+
+    >>> key_matches("/run1/lstm/output", "run*/lstm/output"), key_matches("/a/b/c", "/a/*")
+    (True, False)
+    """
+    keys, patterns = key.strip("/").split("/"), pattern.strip("/").split("/")
+    return len(keys) == len(patterns) and all(
+        fnmatch.fnmatchcase(k, p) for k, p in zip(keys, patterns, strict=True)
+    )
+
+
+def _expand_key(ref: ArrayRef) -> list[ArrayRef]:
+    """The arrays of `ref.path` its KEY glob matches (the reference itself without a glob)."""
+    if ref.is_stdio or ref.key is None or not _has_glob(ref.key):
+        return [ref]
+    from lstmshape import io
+
+    keys = [str(info.ref.key) for info in io.list_arrays(ArrayRef(ref.path))]
+    if any(k.strip("/") == ref.key.strip("/") for k in keys):
+        return [ref]  # an array is named so, brackets and all
+    matches = sorted(k for k in keys if key_matches(k, ref.key))
+    if not matches:
+        shown = ", ".join(keys[:10]) + (f", … ({len(keys) - 10} more)" if len(keys) > 10 else "")
+        raise InputError(f"no array of {ref.path} matches {ref.key}; it holds: {shown or 'none'}")
+    return [ArrayRef(ref.path, k) for k in matches]
 
 
 def join_refs(refs: Sequence[ArrayRef], *, text: str | None = None) -> ArrayRef:

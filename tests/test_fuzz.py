@@ -29,7 +29,7 @@ fuzz = load_bench("fuzz")
 
 # Cases per role: files in the data role go through every command, the others through
 # reduce/project. derandomize: the suite runs the same cases every time (the long run explores).
-BUDGET = {"data": 900, "stdin": 250, "mask": 150, "lengths": 150, "weights": 100}
+BUDGET = {"data": 900, "stdin": 250, "mask": 150, "lengths": 150, "weights": 100, "formats": 250}
 
 
 @pytest.fixture(scope="module")

@@ -343,9 +343,9 @@ def test_stdin_is_read_once_and_can_be_listed_then_opened(
         ("text", "t.h5", "t.h5 is not an HDF5 file"),
         ("text", "t.npz", "t.npz is not a valid .npz file (File is not a zip file)"),
         (None, "data.csv", "cannot read data.csv: unsupported format (.csv); "
-         "expected .npy, .npz, .h5 or .hdf5"),
+         "expected .npy, .npz, .h5/.hdf5, .nc, .safetensors, .keras or .zarr"),
         (None, "a:b", "cannot read a:b: unsupported format (no suffix); "
-         "expected .npy, .npz, .h5 or .hdf5"),
+         "expected .npy, .npz, .h5/.hdf5, .nc, .safetensors, .keras or .zarr"),
         ("npy", "x.npy:k", "x.npy is a .npy file holding one array; "
          "drop ':k' (KEY is for .npz/.h5)"),
     ],
@@ -697,12 +697,12 @@ def test_an_existing_h5_key_needs_force_and_the_file_stays_identical(run_h5: Pat
         ("run.h5:/", True, "cannot write run.h5:/: KEY must name an array"),
         ("run.h5", False, "run.h5 exists; use --force to overwrite"),
         ("out.csv", True, "cannot write out.csv: unsupported format (.csv); "
-         "expected .npy, .npz, .h5 or .hdf5"),
+         "expected .npy, .npz, .h5/.hdf5, .nc, .safetensors or .zarr"),
         ("out.npy:k", True, "cannot write out.npy:k: a .npy file holds one array and takes no KEY"),
         ("nodir/out.npy", True, "cannot write nodir/out.npy: directory nodir does not exist"),
         ("run.h5/out.npy", True, "cannot write run.h5/out.npy: run.h5 is not a directory"),
         ("sub", True, "cannot write sub: unsupported format (no suffix); "
-         "expected .npy, .npz, .h5 or .hdf5"),
+         "expected .npy, .npz, .h5/.hdf5, .nc, .safetensors or .zarr"),
         ("sub.npy", True, "cannot write sub.npy: it is a directory"),
     ],
 )  # fmt: skip
@@ -837,7 +837,7 @@ def test_save_members_refuses_existing_files_and_keys(here: Path) -> None:
     io.save_members("b.h5:/pca", {"w": np.ones(2)})
     with pytest.raises(InputError, match=re.escape("b.h5:/pca/w exists; use --force")):
         io.save_members("b.h5:/pca", {"v": np.ones(2), "w": np.ones(2)})
-    with pytest.raises(InputError, match=re.escape("use a .npz or .h5 file")):
+    with pytest.raises(InputError, match=re.escape("use a .npz, .h5, .nc or .safetensors file")):
         io.save_members("b.npy", {"w": np.ones(2)})
     assert [i.ref.key for i in io.list_arrays("b.h5")] == ["/pca/w"]
 

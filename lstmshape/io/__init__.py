@@ -1,4 +1,5 @@
-"""Read and write arrays: `.npy`, `.npz`, `.h5`/`.hdf5`, `.zarr` and `-` (a `.npy` stream).
+"""Read and write arrays: `.npy`, `.npz`, `.h5`/`.hdf5`, `.nc`, `.safetensors`, `.zarr`, `-` (a
+`.npy` stream), and `.keras` archives (read only).
 
 Reading never loads more than asked for: `list_arrays` reads headers only, `open_array`
 memory-maps `.npy` files and uncompressed `.npz` members and slices HDF5 datasets, and
@@ -8,7 +9,8 @@ Writing is block-wise and atomic: an `ArraySink` writes into a temporary file be
 target and publishes it with one rename when its `with` block ends cleanly, or deletes it
 when the block raises (`atomic`).
 
-The package holds one module per format (`npy`, `npz`, `h5`, `zarr`, `stdio` for `-`) over
+The package holds one module per format (`npy`, `npz`, `h5`, `netcdf`, `safetensors`, `keras`,
+`zarr`, `stdio` for `-`) over
 a shared base (`base`, `sink`, `atomic`, `npyformat`, and the block readers' `blocks` and
 `preads`); `reading`, `outputs` and `writing` hand each reference to its format. h5py and
 zarr are imported only by the modules of their formats, and only when a file of that format
@@ -17,6 +19,7 @@ is used.
 
 from lstmshape.io.base import ArrayInfo, ArraySource, memory_limit
 from lstmshape.io.h5_links import allow_external, external_allowed
+from lstmshape.io.keras import paired_bias
 from lstmshape.io.outputs import check_output, default_output_path
 from lstmshape.io.reading import list_arrays, load, open_array
 from lstmshape.io.sink import ArraySink
@@ -37,6 +40,7 @@ __all__ = [
     "memory_limit",
     "open_array",
     "open_sink",
+    "paired_bias",
     "save",
     "save_members",
     "silence_stdout",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,11 +25,31 @@ from lstmshape.io.blocks import Reader
 from lstmshape.refs import ArrayRef, parse_ref
 from lstmshape.units import parse_size
 
-Format = Literal["npy", "npz", "h5", "zarr"]
+Format = Literal["npy", "npz", "h5", "zarr", "safetensors", "nc", "keras"]
 RefLike = ArrayRef | str | os.PathLike[str]
 
-_FORMATS: dict[str, Format] = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
-_FORMAT_LIST = ".npy, .npz, .h5 or .hdf5"
+# Suffix -> format of the single files (.zarr stores are directories, told apart by `_is_zarr`).
+_FORMATS: dict[str, Format] = {
+    ".npy": "npy",
+    ".npz": "npz",
+    ".h5": "h5",
+    ".hdf5": "h5",
+    ".nc": "nc",
+    ".safetensors": "safetensors",
+    ".keras": "keras",
+}
+_READ_ONLY: frozenset[Format] = frozenset({"keras"})
+_FORMAT_LISTS = {
+    "read": ".npy, .npz, .h5/.hdf5, .nc, .safetensors, .keras or .zarr",
+    "write": ".npy, .npz, .h5/.hdf5, .nc, .safetensors or .zarr",
+}
+# PyTorch's own files are pickles (`torch.save`): refused by name, before a byte is read.
+_PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt")
+_PICKLE_HINT = (
+    "it is a PyTorch pickle, which lstmshape never loads (unpickling runs code); convert the "
+    "tensor once where torch is trusted: safetensors.torch.save_file({'x': t}, 'x.safetensors') "
+    "or np.save('x.npy', t.numpy())"
+)
 _MAX_LISTED = 20
 _COPY_BUFFER = 1 << 20
 
@@ -39,7 +59,10 @@ class ArrayInfo:
     """What is known about a stored array without reading its data.
 
     `ref` names it exactly (the KEY filled in when it was implicit); `chunks`,
-    `compression` and `attrs` are only set for HDF5 datasets and Zarr arrays.
+    `compression` and `attrs` are only set for HDF5/netCDF datasets and Zarr arrays (`attrs`
+    also for `.safetensors`, from the header's metadata, and `.keras` weights). `dims` names
+    the axes where the format does (netCDF dimensions). `stored_dtype` is the dtype on disk
+    when it differs from `dtype` (a bfloat16 tensor is read as float32, exactly).
     """
 
     ref: ArrayRef
@@ -49,6 +72,8 @@ class ArrayInfo:
     chunks: tuple[int, ...] | None = None
     compression: str | None = None
     attrs: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    dims: Sequence[str] | None = field(default=None, compare=False)
+    stored_dtype: str | None = None
 
     @property
     def ndim(self) -> int:
@@ -72,6 +97,8 @@ class ArrayInfo:
             "chunks": None if self.chunks is None else list(self.chunks),
             "compression": self.compression,
             "attrs": dict(self.attrs),
+            "dims": None if self.dims is None else list(self.dims),
+            "stored_dtype": self.stored_dtype,
         }
 
 
@@ -107,23 +134,34 @@ def _is_zarr(ref: ArrayRef) -> bool:
     return not ref.is_stdio and ref.suffix == ".zarr"
 
 
-def _format_of(ref: ArrayRef, *, verb: str = "read") -> Format:
+def _format_of(ref: ArrayRef, *, verb: Literal["read", "write"] = "read") -> Format:
     fmt = _FORMATS.get(ref.suffix)
+    if ref.suffix in _PICKLE_SUFFIXES:
+        raise InputError(f"cannot {verb} {ref.path}: {_PICKLE_HINT}")
     if fmt is None:
         found = ref.suffix or "no suffix"
         raise InputError(
-            f"cannot {verb} {ref.path}: unsupported format ({found}); expected {_FORMAT_LIST}"
+            f"cannot {verb} {ref.path}: unsupported format ({found}); "
+            f"expected {_FORMAT_LISTS[verb]}"
+        )
+    if verb == "write" and fmt in _READ_ONLY:
+        raise InputError(
+            f"cannot write {ref.path}: {ref.suffix} archives are read only; "
+            f"write {_FORMAT_LISTS['write']}"
         )
     return fmt
 
 
 def _normalize_key(fmt: Format, key: str | None) -> str | None:
-    """One spelling per key: `/a/b` for HDF5, `a` (not `a.npy`) for .npz members."""
+    """One spelling per key: `/a/b` for HDF5 and netCDF, `a` (not `a.npy`) for .npz members;
+    safetensors tensor names and .keras weight names as written."""
     if key is None:
         return None
-    if fmt == "h5":
+    if fmt in ("h5", "nc"):
         return "/" + key.strip("/")
-    return key[: -len(".npy")] if key.endswith(".npy") else key
+    if fmt == "npz":
+        return key[: -len(".npy")] if key.endswith(".npy") else key
+    return key
 
 
 def _refuse_objects(where: str, dtype: np.dtype[Any]) -> None:

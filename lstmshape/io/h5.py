@@ -129,25 +129,32 @@ def _h5_info(path: str, key: str, dset: Any) -> ArrayInfo:
 class _LazyH5Attrs(Mapping[str, Any]):
     """A dataset's attributes, read from the file when first looked at.
 
-    No command needs attribute values, and a damaged attribute can send HDF5 into an
-    endless loop (a broken variable-length string heap), so listing and opening a dataset
-    do not read them; library callers of `ArrayInfo.attrs` get them as before.
+    Only `inspect` shows attribute values, and a damaged attribute can send HDF5 into an
+    endless loop (a broken variable-length string heap), so listing and opening a dataset do
+    not read them, and they are read in a forked child with a time limit (`h5_guard`).
+    Attributes only inform: when they cannot be read, there are none, and `error` says why.
     """
 
     def __init__(self, path: str, key: str) -> None:
         self._path, self._key = str(Path(path).absolute()), key
         self._read: dict[str, Any] | None = None
+        self.error: str | None = None
 
     def _values(self) -> dict[str, Any]:
         if self._read is None:
-            import h5py
+            from lstmshape.io.h5_guard import GuardedReadError, run_guarded
 
             try:
-                with h5py.File(self._path, "r") as f:
-                    self._read = _h5_attrs(f[self._key])
-            except _H5_DAMAGE:  # gone or damaged since: attributes only inform
-                self._read = {}
+                self._read = dict(run_guarded(self._read_now))
+            except (GuardedReadError, *_H5_DAMAGE) as exc:  # gone or damaged since
+                self._read, self.error = {}, _one_line(exc)
         return self._read
+
+    def _read_now(self) -> dict[str, Any]:
+        import h5py
+
+        with h5py.File(self._path, "r") as f:
+            return _h5_attrs(f[self._key])
 
     def __getitem__(self, name: str) -> Any:
         return self._values()[name]

@@ -164,8 +164,15 @@ class _NpyWriter:
     per index of the leading axes (T' runs for a time-major (T', N, F) output).
     """
 
-    def __init__(self, fh: BinaryIO, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
-        header = _npy_header_bytes(shape, dtype)
+    def __init__(
+        self,
+        fh: BinaryIO,
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        header: bytes | None = None,
+    ) -> None:
+        # `header`: another format's header the C-order data follows (.safetensors).
+        header = _npy_header_bytes(shape, dtype) if header is None else header
         fh.seek(0)
         fh.write(header)
         self._fh, self._shape, self._itemsize = fh, shape, dtype.itemsize

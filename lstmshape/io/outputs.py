@@ -25,8 +25,11 @@ from lstmshape.io.base import (
     _refuse_input_as_output,
 )
 from lstmshape.io.h5_sink import _h5_key_state
+from lstmshape.io.netcdf import _nc_key_state
+from lstmshape.io.netcdf_sink import check_netcdf_output
 from lstmshape.io.npz import _npz_key_state
 from lstmshape.io.reading import list_arrays
+from lstmshape.io.safetensors import _safetensors_key_state
 from lstmshape.io.zarr import (
     _display_key,
     _find_array,
@@ -41,7 +44,26 @@ from lstmshape.io.zarr_sink import _ZarrPlan
 from lstmshape.refs import ArrayRef
 
 #: The KEY an output gets when none is given.
-DEFAULT_KEYS: dict[Format, str] = {"npz": "arr_0", "h5": "/data"}
+DEFAULT_KEYS: dict[Format, str] = {
+    "npz": "arr_0",
+    "h5": "/data",
+    "nc": "/data",
+    "safetensors": "data",
+}
+# The state of a KEY in an existing container: 'absent', 'dataset', 'group', 'blocked' (a
+# parent is not a group) or 'foreign' (the file is not of the format).
+_KEY_STATES: dict[Format, Callable[[Path, str], str]] = {
+    "h5": _h5_key_state,
+    "nc": _nc_key_state,
+    "npz": _npz_key_state,
+    "safetensors": _safetensors_key_state,
+}
+_KINDS: dict[Format, str] = {
+    "h5": "an HDF5",
+    "npz": "a .npz",
+    "nc": "a netCDF-4",
+    "safetensors": "a .safetensors",
+}
 
 
 def _input_key(inp: ArrayRef, fmt: Format) -> str | None:
@@ -77,16 +99,21 @@ def _plan_existing_key(ref: ArrayRef, fmt: Format, target: Path, force: bool) ->
     """An existing file and an output KEY: add or (with force) replace that array."""
     key = ref.key
     assert key is not None
-    state = _h5_key_state(target, key) if fmt == "h5" else _npz_key_state(target, key)
+    state = _KEY_STATES[fmt](target, key)
     if state == "foreign":
         if not force:
-            kind = "an HDF5" if fmt == "h5" else "a .npz"
+            kind = _KINDS[fmt]
             raise InputError(f"{ref.path} exists and is not {kind} file; use --force to overwrite")
         return _OutputPlan(ref, fmt, None, True)
     if state == "group":
         raise InputError(f"cannot write {ref}: {key} is a group; name a dataset")
     if state == "blocked":
         raise InputError(f"cannot write {ref}: a parent of {key} is a dataset, not a group")
+    if state == "dataset" and fmt == "nc":
+        raise InputError(
+            f"cannot write {ref}: {key} exists, and netCDF cannot delete a variable; "
+            "write another KEY, or the whole file (no KEY, --force)"
+        )
     if state == "dataset" and not force:
         raise InputError(f"{ref} exists; use --force to overwrite")
     return _OutputPlan(ref, fmt, target, True)
@@ -101,6 +128,8 @@ def _plan_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) -> _O
     target = _check_target_path(ref)
     if fmt != "npy" and ref.key is not None and _normalize_key(fmt, ref.key) in ("/", ""):
         raise InputError(f"cannot write {ref}: KEY must name an array")
+    if fmt == "nc":
+        check_netcdf_output(ref)
     _refuse_input_as_output(ref, inputs, other_array=_other_key(ref, fmt))
     named = ref.key is not None
     key = _normalize_key(fmt, ref.key) if named else DEFAULT_KEYS.get(fmt)

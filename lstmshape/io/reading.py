@@ -1,5 +1,6 @@
 """Reading by format: `open_array`, `load` and `list_arrays` hand each reference to the module
-of its format (`.npy`, `.npz`, `.h5`/`.hdf5`, `.zarr`, and `-` for standard input).
+of its format (`.npy`, `.npz`, `.h5`/`.hdf5`, `.nc`, `.safetensors`, `.keras`, `.zarr`, and
+`-` for standard input).
 
 Reading never loads more than asked for: `list_arrays` reads headers only, `open_array`
 memory-maps `.npy` files and uncompressed `.npz` members and slices HDF5 datasets, and
@@ -7,6 +8,8 @@ pickled (object) arrays are refused before any of their bytes are interpreted.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,10 +23,30 @@ from lstmshape.io.base import (
     _is_zarr,
 )
 from lstmshape.io.h5 import _list_h5, _open_h5
+from lstmshape.io.keras import _list_keras, _open_keras
+from lstmshape.io.netcdf import _list_nc, _open_nc
 from lstmshape.io.npy import _open_npy
 from lstmshape.io.npz import _list_npz, _open_npz
+from lstmshape.io.safetensors import _list_safetensors, _open_safetensors
 from lstmshape.io.stdio import _open_stdin
 from lstmshape.io.zarr import _list_zarr, _open_zarr
+from lstmshape.refs import ArrayRef
+
+_OPENERS: dict[str, Callable[[ArrayRef], ArraySource]] = {
+    "npy": _open_npy,
+    "npz": _open_npz,
+    "h5": _open_h5,
+    "nc": _open_nc,
+    "safetensors": _open_safetensors,
+    "keras": _open_keras,
+}
+_LISTERS: dict[str, Callable[[ArrayRef], list[ArrayInfo]]] = {
+    "npz": _list_npz,
+    "h5": _list_h5,
+    "nc": _list_nc,
+    "safetensors": _list_safetensors,
+    "keras": _list_keras,
+}
 
 
 def open_array(ref: RefLike) -> ArraySource:
@@ -49,7 +72,7 @@ def open_array(ref: RefLike) -> ArraySource:
         return _open_zarr(ref)
     fmt = _format_of(ref)
     _check_input_file(ref.path)
-    return {"npy": _open_npy, "npz": _open_npz, "h5": _open_h5}[fmt](ref)
+    return _OPENERS[fmt](ref)
 
 
 def load(ref: RefLike) -> np.ndarray:
@@ -79,6 +102,4 @@ def list_arrays(path: RefLike) -> list[ArrayInfo]:
         with open_array(ref) as src:
             return [src.info]
     _check_input_file(ref.path)
-    if fmt == "npz":
-        return _list_npz(ref)
-    return _list_h5(ref)
+    return _LISTERS[fmt](ref)

@@ -5,7 +5,7 @@ the sink of its format. Every output appears only when its sink commits.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,9 +15,11 @@ from lstmshape.errors import InputError
 from lstmshape.io.atomic import _FileSink, _OutputPlan, _provenance_attrs
 from lstmshape.io.base import Format, RefLike, _as_ref, _format_of, _is_zarr, _refuse_object_output
 from lstmshape.io.h5_sink import _H5Sink
+from lstmshape.io.netcdf_sink import _NcSink
 from lstmshape.io.npy import _NpySink
 from lstmshape.io.npz import _NpzSink
 from lstmshape.io.outputs import _plan_output, _plan_zarr_output
+from lstmshape.io.safetensors_sink import _SafetensorsSink
 from lstmshape.io.sink import ArraySink
 from lstmshape.io.stdio import _StdoutSink
 from lstmshape.io.zarr_sink import ZarrSink
@@ -33,6 +35,7 @@ def open_sink(
     inputs: Iterable[RefLike] = (),
     provenance: Mapping[str, Any] | None = None,
     hold_stdout: bool = False,
+    dims: Sequence[str] | None = None,
 ) -> ArraySink:
     """Open an output for block-wise writing; it appears only when the `with` block succeeds.
 
@@ -48,6 +51,8 @@ def open_sink(
         hold_stdout: for `-`, send nothing before commit (the blocks wait in an anonymous
             temporary file), so a failure found after the last block sends no data at all.
             Files never need it: they appear only on commit.
+        dims: the names of the output's axes, for formats that name them (netCDF); without
+            them (or when they do not fit the shape) netCDF dimensions are `KEY_dim_0`, ...
 
     Raises:
         InputError: the output is refused (see `check_output`).
@@ -79,7 +84,12 @@ def open_sink(
         return _NpySink(plan, shape, dt, replan=replan)
     if plan.format == "npz":
         return _NpzSink(plan, shape, dt, replan=replan)
-    return _H5Sink(plan, shape, dt, _provenance_attrs(inputs, provenance), replan=replan)
+    attrs = _provenance_attrs(inputs, provenance)
+    if plan.format == "safetensors":
+        return _SafetensorsSink(plan, shape, dt, attrs, replan=replan)
+    if plan.format == "nc":
+        return _NcSink(plan, shape, dt, attrs, dims, replan=replan)
+    return _H5Sink(plan, shape, dt, attrs, replan=replan)
 
 
 def save(
@@ -89,8 +99,10 @@ def save(
     force: bool = False,
     inputs: Iterable[RefLike] = (),
     provenance: Mapping[str, Any] | None = None,
+    dims: Sequence[str] | None = None,
 ) -> str:
     """Write a whole array atomically; returns the reference written (KEY filled in).
+    `dims`: the names of its axes (see `open_sink`).
 
     >>> import tempfile, pathlib; d = pathlib.Path(tempfile.mkdtemp())
     >>> save(np.arange(3), f"{d}/z.h5").endswith("z.h5:/data")
@@ -98,7 +110,7 @@ def save(
     """
     arr = np.asarray(array)
     with open_sink(
-        ref, arr.shape, arr.dtype, force=force, inputs=inputs, provenance=provenance
+        ref, arr.shape, arr.dtype, force=force, inputs=inputs, provenance=provenance, dims=dims
     ) as sink:
         sink.write(0, arr)
     return str(sink.target)
@@ -106,7 +118,7 @@ def save(
 
 def _member_key(fmt: Format, prefix: str | None, name: str) -> str:
     parts = [p.strip("/") for p in (prefix or "", name) if p.strip("/")]
-    return ("/" if fmt == "h5" else "") + "/".join(parts)
+    return ("/" if fmt in ("h5", "nc") else "") + "/".join(parts)
 
 
 def save_members(
@@ -117,7 +129,8 @@ def save_members(
     inputs: Iterable[RefLike] = (),
     provenance: Mapping[str, Any] | None = None,
 ) -> str:
-    """Write several named arrays into one `.npz` or `.h5` file, all or nothing.
+    """Write several named arrays into one `.npz`, `.h5`, `.nc` or `.safetensors` file, all
+    or nothing.
 
     Without KEY the file holds exactly `members` (an existing file needs `force`). With
     KEY they go under it (`basis.h5:/pca` -> `/pca/weights`, `basis.npz:pca` ->
@@ -135,7 +148,9 @@ def save_members(
         raise ValueError("save_members needs at least one array")
     fmt = "npy" if ref.is_stdio else _format_of(ref, verb="write")
     if fmt == "npy":
-        raise InputError(f"cannot write {len(arrays)} arrays to {ref}: use a .npz or .h5 file")
+        raise InputError(
+            f"cannot write {len(arrays)} arrays to {ref}: use a .npz, .h5, .nc or .safetensors file"
+        )
     keys = {name: _member_key(fmt, ref.key, name) for name in arrays}
     for name, array in arrays.items():
         _refuse_object_output(ArrayRef(ref.path, keys[name]), array.dtype)
@@ -157,9 +172,13 @@ def save_members(
     extras = {keys[name]: arrays[name] for name in rest}
     head = arrays[first]
     sink: _FileSink
+    attrs = _provenance_attrs(inputs, provenance)
     if fmt == "h5":
-        attrs = _provenance_attrs(inputs, provenance)
         sink = _H5Sink(plan, head.shape, head.dtype, attrs, extras, replan)
+    elif fmt == "safetensors":
+        sink = _SafetensorsSink(plan, head.shape, head.dtype, attrs, extras, replan)
+    elif fmt == "nc":
+        sink = _NcSink(plan, head.shape, head.dtype, attrs, None, extras, replan)
     else:
         sink = _NpzSink(plan, head.shape, head.dtype, extras, replan)
     with sink:
