@@ -1206,3 +1206,6 @@ def _parse_sizes(pairs: tuple[str, ...]) -> dict[str, int]:
             raise InputError(f"-a takes NAME=SIZE with a whole number; got {pair!r}")
         sizes[name.strip()] = int(value)
     return sizes
+
+
+from lstmshape import cli_diff  # noqa
