@@ -137,6 +137,8 @@ def _mask_spec(shape: tuple[int, ...], options: dict[str, Any]) -> tuple[Any, st
         mask_value=mask_value,
         pad_side=options["pad_side"],
     )
+    if n_t is None:
+        return spec, "none (no time axis: every element)"
     return spec, _describe(mask_ref, lengths_ref, mask_value, options)
 
 
