@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lstmshape.diffstats import DiffAccumulator, DiffReport, Tolerance, comparison_dtype
+from lstmshape.diffreport import DiffReport, Tolerance
+from lstmshape.diffstats import DiffAccumulator, comparison_dtype
 from lstmshape.errors import InputError
 from lstmshape.masks import Layout, PadSide, Validity, build_validity
 from lstmshape.stream import DEFAULT_CHUNK_BYTES, MaskSpec, iter_blocks

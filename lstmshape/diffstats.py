@@ -10,7 +10,6 @@ bins and the `worst` largest differences.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lstmshape.diffreport import Difference, DiffReport, Tolerance
 from lstmshape.errors import InputError
 
 Array = npt.NDArray[Any]
@@ -31,21 +31,6 @@ _EDGES = np.array([10.0**k for k in range(-12, 13)])
 _LABELS = (
     ["0", "(0, 1e-12]"] + [f"(1e{k - 1}, 1e{k}]" for k in range(-11, 13)] + ["> 1e12", "inf", "nan"]
 )
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """`|a - b| <= atol + rtol * |b|` (numpy.isclose); `equal_nan`: NaN equals NaN."""
-
-    rtol: float = 1e-5
-    atol: float = 1e-8
-    equal_nan: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("rtol", "atol"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise InputError(f"--{name} must be a finite number >= 0; got {value}")
 
 
 def comparison_dtype(dtype_a: npt.DTypeLike, dtype_b: npt.DTypeLike) -> np.dtype[Any]:
@@ -61,94 +46,6 @@ def comparison_dtype(dtype_a: npt.DTypeLike, dtype_b: npt.DTypeLike) -> np.dtype
     return np.result_type(*kinds, np.float32)
 
 
-@dataclass(frozen=True)
-class Difference:
-    """One compared element: where (batch-first sample/step/feature, and the index into A
-    as stored), both values and their absolute and relative difference."""
-
-    sample: int
-    step: int | None
-    feature: int | None
-    index: tuple[int, ...]
-    a: float
-    b: float
-    abs_diff: float
-    rel_diff: float
-
-    def where(self) -> str:
-        """`sample 3, step 7, feature 2`; `index (…)` for data of another rank."""
-        if self.feature is None:
-            return f"index {self.index}"
-        step = "" if self.step is None else f", step {self.step}"
-        return f"sample {self.sample}{step}, feature {self.feature}"
-
-    def to_dict(self) -> dict[str, Any]:
-        fields = dataclasses.asdict(self)
-        fields["index"] = list(self.index)
-        for name in ("a", "b", "abs_diff", "rel_diff"):
-            fields[name] = json_number(fields[name])
-        return fields
-
-
-def json_number(value: float | None) -> float | str | None:
-    """A float for JSON: NaN and infinities as the strings "nan", "inf", "-inf"."""
-    if value is None or math.isfinite(value):
-        return value
-    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-
-
-@dataclass(frozen=True)
-class DiffReport:
-    """What a comparison found. `equal`: every compared element is close."""
-
-    tolerance: Tolerance
-    compared_dtype: str
-    has_time: bool
-    samples: int
-    steps: int
-    elements: int
-    differing_samples: int
-    differing_steps: int
-    differing_elements: int
-    nan_mismatches: int
-    max_abs_diff: float | None
-    max_rel_diff: float | None
-    worst: tuple[Difference, ...]
-    histogram: tuple[tuple[str, int], ...]
-    inputs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-
-    @property
-    def equal(self) -> bool:
-        return self.differing_elements == 0
-
-    def to_dict(self) -> dict[str, Any]:
-        tol = self.tolerance
-        return {
-            "equal": self.equal,
-            **self.inputs,
-            "compared_dtype": self.compared_dtype,
-            "tolerance": {"rtol": tol.rtol, "atol": tol.atol, "equal_nan": tol.equal_nan},
-            "compared": {
-                "samples": self.samples,
-                "steps": self._steps(self.steps),
-                "elements": self.elements,
-            },
-            "differing": {
-                "samples": self.differing_samples,
-                "steps": self._steps(self.differing_steps),
-                "elements": self.differing_elements,
-                "nan_mismatches": self.nan_mismatches,
-            },
-            "max_abs_diff": json_number(self.max_abs_diff),
-            "max_rel_diff": json_number(self.max_rel_diff),
-            "worst": [d.to_dict() for d in self.worst],
-            "histogram": [{"max_abs_diff": label, "samples": n} for label, n in self.histogram],
-        }
-
-    def _steps(self, count: int) -> int | None:
-        return count if self.has_time else None
-
-
 @dataclass
 class _Piece:
     """What the kernel found in one piece (s samples): per-sample maxima and flags, the
@@ -157,6 +54,7 @@ class _Piece:
     max_abs: Array  # (s,) NaN where no pair of numbers was compared
     max_rel: Array
     max_key: Array  # (s,) like max_abs, +inf where a NaN met a number
+    peak: float  # the largest key (NaN: none)
     key: Array  # (s, t, F) |a - b|, +inf for NaN mismatches (padding: 0 or NaN)
     rel: Array
     differs: Array | None = None  # (s,) bool; None: nothing differs
@@ -171,46 +69,53 @@ _MARGIN = 1e-4
 
 
 class _Kernel:
-    """Compares pieces of (s, t, F) in the comparison dtype, in buffers allocated once."""
+    """Compares pieces of (s, t, F) in the comparison dtype, in buffers allocated once.
+
+    Call it under `np.errstate(all="ignore")`: infinities and NaN are expected here.
+    """
 
     def __init__(self, width: int, dtype: np.dtype[Any], tolerance: Tolerance) -> None:
         self.dtype, self.tol = dtype, tolerance
         size = max(_PIECE_ELEMENTS, width)
-        self._buffers = {name: np.empty(size, dtype) for name in ("a", "b", "d", "t", "r")}
+        self._buffers = [np.empty(size, dtype) for _ in range(5)]  # d, t, r, a, b
         self._ok = np.empty(size, bool)
+        self._shaped: dict[tuple[int, ...], list[Array]] = {}
         self._rel_bound = tolerance.rtol * (1 - _MARGIN) if tolerance.rtol > 1e-30 else -1.0
 
-    def _buffer(self, name: str, shape: tuple[int, ...]) -> Array:
-        return self._buffers[name][: math.prod(shape)].reshape(shape)
-
-    def _cast(self, name: str, x: Array) -> Array:
-        if x.dtype == self.dtype:
-            return x
-        out = self._buffer(name, x.shape)
-        np.copyto(out, x, casting="unsafe")
-        return out
+    def _views(self, shape: tuple[int, ...]) -> list[Array]:
+        """d, t, r, a, b buffers and the `ok` mask in `shape` (a few shapes recur: cached)."""
+        views = self._shaped.get(shape)
+        if views is None:
+            size = math.prod(shape)
+            views = [buf[:size].reshape(shape) for buf in [*self._buffers, self._ok]]
+            if len(self._shaped) > 8:
+                self._shaped.clear()
+            self._shaped[shape] = views
+        return views
 
     def run(self, a: Array, b: Array, invalid: Array | None) -> _Piece:
-        with np.errstate(all="ignore"):
-            return self._run(self._cast("a", a), self._cast("b", b), invalid)
-
-    def _run(self, a: Array, b: Array, invalid: Array | None) -> _Piece:
         """The fast path: every element finite and close (the usual case), else `_exact`."""
         shape, s = a.shape, a.shape[0]
+        d, t, r, cast_a, cast_b, ok = self._views(shape)
+        if a.dtype != self.dtype:
+            np.copyto(cast_a, a, casting="unsafe")
+            a = cast_a
+        if b.dtype != self.dtype:
+            np.copyto(cast_b, b, casting="unsafe")
+            b = cast_b
         pad = None if invalid is None else invalid[:, :, None]
-        d, t, r = (self._buffer(name, shape) for name in "dtr")
         np.abs(np.subtract(a, b, out=d), out=d)
         if pad is not None:
             np.copyto(d, 0, where=pad)
-        max_abs = np.maximum.reduce(d.reshape(s, -1), axis=1)  # NaN or inf: a special value
-        if not np.isfinite(max_abs).all():
+        max_abs = np.maximum.reduce(d.reshape(s, -1), axis=1)
+        peak = float(max_abs.max())
+        if not peak < math.inf:  # NaN or an infinity somewhere
             return self._exact(a, b, d, t, r, pad)
         np.divide(d, np.abs(b, out=t), out=r)
         max_rel = np.fmax.reduce(r.reshape(s, -1), axis=1)  # NaN: 0 / 0 only
-        piece = _Piece(max_abs, max_rel, max_abs, d, r)
-        if max_abs.max() <= self.tol.atol or np.fmax.reduce(max_rel) <= self._rel_bound:
+        piece = _Piece(max_abs, max_rel, max_abs, peak, d, r)
+        if peak <= self.tol.atol or np.fmax.reduce(max_rel) <= self._rel_bound:
             return piece
-        ok = self._ok[: d.size].reshape(shape)
         np.less_equal(d, self._tolerance(t), out=ok)
         if pad is not None:
             np.logical_or(ok, pad, out=ok)
@@ -249,7 +154,8 @@ class _Kernel:
         max_abs, max_rel, max_key = (np.fmax.reduce(x.reshape(s, -1), axis=1) for x in (d, r, key))
         counts = (np.count_nonzero(differ), np.count_nonzero(steps), np.count_nonzero(mismatch))
         has_nan = mismatch.reshape(s, -1).any(axis=1)
-        return _Piece(max_abs, max_rel, max_key, key, r, steps.any(axis=1), has_nan, counts)
+        peak = float(np.fmax.reduce(max_key))
+        return _Piece(max_abs, max_rel, max_key, peak, key, r, steps.any(axis=1), has_nan, counts)
 
 
 class _Samples:
@@ -260,10 +166,13 @@ class _Samples:
         self.max_abs, self.max_rel = np.full(n, np.nan), np.full(n, np.nan)
         self.differs, self.has_nan = np.zeros(n, bool), np.zeros(n, bool)
 
-    def fold(self, lo: int, piece: _Piece) -> None:
+    def fold(self, lo: int, piece: _Piece, first: bool) -> None:
         hi = lo + len(piece.max_abs)
-        np.fmax(self.max_abs[lo:hi], piece.max_abs, out=self.max_abs[lo:hi])
-        np.fmax(self.max_rel[lo:hi], piece.max_rel, out=self.max_rel[lo:hi])
+        if first:
+            self.max_abs[lo:hi], self.max_rel[lo:hi] = piece.max_abs, piece.max_rel
+        else:
+            np.fmax(self.max_abs[lo:hi], piece.max_abs, out=self.max_abs[lo:hi])
+            np.fmax(self.max_rel[lo:hi], piece.max_rel, out=self.max_rel[lo:hi])
         if piece.differs is not None:
             self.differs[lo:hi] |= piece.differs
         if piece.has_nan is not None:
@@ -312,12 +221,14 @@ class DiffAccumulator:
         self.totals[:3] += (np.count_nonzero(counts), counts.sum(), counts.sum() * f)
         rows, steps = max(1, _PIECE_ELEMENTS // (t * f)), max(1, _PIECE_ELEMENTS // f)
         samples = _Samples(n)
-        for lo in range(0, n, rows):
-            hi = min(n, lo + rows)
-            if not counts[lo:hi].any():
-                continue
-            for j in range(0, t, steps):
-                samples.fold(lo, self._piece(a, b, invalid, (lo, hi, j, min(t, j + steps)), start))
+        with np.errstate(all="ignore"):
+            for lo in range(0, n, rows):
+                hi = min(n, lo + rows)
+                if not counts[lo:hi].any():
+                    continue
+                for j in range(0, t, steps):
+                    box = (lo, hi, j, min(t, j + steps))
+                    samples.fold(lo, self._piece(a, b, invalid, box, start), j == 0)
         self._add_samples(samples, counts > 0)
 
     def _piece(
@@ -327,8 +238,9 @@ class DiffAccumulator:
         a_piece, b_piece = a[lo:hi, j0:j1], b[lo:hi, j0:j1]
         pad = None if invalid is None else invalid[lo:hi, j0:j1]
         piece = self._kernel.run(a_piece, b_piece, pad)
-        self.totals[3:6] += piece.counts
-        if self.keep:
+        if piece.differs is not None:
+            self.totals[3:6] += piece.counts
+        if self.keep and piece.peak > self._threshold():
             self._update_worst(piece, a_piece, b_piece, start + lo, j0)
         return piece
 
@@ -344,13 +256,14 @@ class DiffAccumulator:
         bins[samples.has_nan[compared]] = len(_LABELS) - 1
         self.bins += np.bincount(bins, minlength=len(_LABELS))
 
+    def _threshold(self) -> float:
+        """What a difference must exceed to be listed (equal elements never are)."""
+        return -self.worst[-1][0] if len(self.worst) >= self.keep else 0.0
+
     def _update_worst(self, piece: _Piece, a: Array, b: Array, first: int, step0: int) -> None:
         """Keep the `keep` largest nonzero differences: larger first, then by position."""
         assert piece.key is not None and piece.rel is not None
-        full = len(self.worst) >= self.keep
-        threshold = -self.worst[-1][0] if full else 0.0  # equal elements are never listed
-        if not np.fmax.reduce(piece.max_key) > threshold:
-            return
+        threshold = self._threshold()
         samples = np.flatnonzero(piece.max_key > threshold)
         if not samples.size:
             return

@@ -18,7 +18,7 @@ from lstmshape.report import Summary
 if TYPE_CHECKING:
     from rich.tree import Tree
 
-    from lstmshape.diffstats import DiffReport
+    from lstmshape.diffreport import DiffReport
 
 BAR_GLYPHS = " ▁▂▃▄▅▆▇█"
 
