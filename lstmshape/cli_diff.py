@@ -6,6 +6,7 @@ input, as every command). The comparison itself is `lstmshape.compare`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -108,9 +109,12 @@ def _report(report: Any, names: tuple[str, str], mask_text: str, options: dict[s
 
 
 def _progress(term: Terminal, quiet: bool, total: int) -> Any:
+    """A progress bar on a terminal; elsewhere nothing (and rich is not imported)."""
+    if quiet or not term.stderr_isatty:
+        return contextlib.nullcontext(None)
     from lstmshape import render
 
-    return render.progress_bar(total, "comparing", enabled=term.stderr_isatty and not quiet)
+    return render.progress_bar(total, "comparing", enabled=True)
 
 
 def _mask_spec(shape: tuple[int, ...], options: dict[str, Any]) -> tuple[Any, str]:
