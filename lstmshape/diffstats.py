@@ -94,7 +94,8 @@ class _Kernel:
         return views
 
     def run(self, a: Array, b: Array, invalid: Array | None) -> _Piece:
-        """The fast path: every element finite and close (the usual case), else `_exact`."""
+        """The fast path: every element finite (then close, the usual case, or `_beyond`),
+        else `_exact`."""
         shape, s = a.shape, a.shape[0]
         d, t, r, cast_a, cast_b, ok = self._views(shape)
         if a.dtype != self.dtype:
@@ -119,7 +120,16 @@ class _Kernel:
         np.less_equal(d, self._tolerance(t), out=ok)
         if pad is not None:
             np.logical_or(ok, pad, out=ok)
-        return piece if ok.all() else self._exact(a, b, d, t, r, pad)
+        return piece if ok.all() else self._beyond(piece, ok)
+
+    @staticmethod
+    def _beyond(piece: _Piece, ok: Array) -> _Piece:
+        """Finite values, some beyond the tolerance: which elements, steps and samples."""
+        differ = np.logical_not(ok, out=ok)
+        steps = differ.any(axis=2)
+        piece.differs = steps.any(axis=1)
+        piece.counts = (int(np.count_nonzero(differ)), int(np.count_nonzero(steps)), 0)
+        return piece
 
     def _tolerance(self, t: Array) -> Array:
         """atol + rtol * |b|, in place of |b| (numpy.isclose's expression)."""
@@ -127,8 +137,8 @@ class _Kernel:
         return np.add(t, self.tol.atol, out=t)
 
     def _exact(self, a: Array, b: Array, d: Array, t: Array, r: Array, pad: Array | None) -> _Piece:
-        """The rules for a piece with differences or special values: infinities are close
-        only to themselves, NaN to nothing (or NaN, with equal_nan)."""
+        """The rules for a piece holding NaN or infinities: an infinity is close only to
+        itself, NaN to nothing (or NaN, with equal_nan)."""
         s = a.shape[0]
         np.abs(np.subtract(a, b, out=d), out=d)
         close = (d <= self._tolerance(np.abs(b, out=t))) & np.isfinite(b)
