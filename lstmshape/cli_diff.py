@@ -121,29 +121,20 @@ def _mask_spec(shape: tuple[int, ...], options: dict[str, Any]) -> tuple[Any, st
     """A's mask (read whole: (N, T) or (N,)) for the comparison, and its description."""
     from lstmshape import compare
 
-    mask_ref, lengths_ref = options["mask_ref"], options["lengths_ref"]
-    mask_value, layout = options["mask_value"], options["layout"]
-    given = [x for x in (mask_ref, lengths_ref, mask_value) if x is not None]
-    if options["include_padding"] and given:
-        raise InputError("--include-padding compares every step; it takes no mask source")
-    if len(given) > 1:
-        raise InputError("give at most one of --mask, --lengths, --mask-value")
-    n_t = compare.view_shape(shape, layout)[:2] if len(shape) == 3 else None
-    if n_t is None and given:
-        raise InputError(f"a mask needs 3-D data (N, T, F); A has shape {tuple(shape)}")
-    mask = None if mask_ref is None else _load_whole(mask_ref, "mask", layout, math.prod(n_t))
-    lengths = None if lengths_ref is None else _load_whole(lengths_ref, "lengths", "ntf", n_t[0])
+    mask_ref, lengths_ref, layout = options["mask_ref"], options["lengths_ref"], options["layout"]
+    n, t, _ = compare.view_shape(shape, layout)
     spec = compare.mask_spec(
         shape,
         layout,
-        mask=mask,
-        lengths=lengths,
-        mask_value=mask_value,
+        mask=None if mask_ref is None else _load_whole(mask_ref, "mask", layout, n * t),
+        lengths=None if lengths_ref is None else _load_whole(lengths_ref, "lengths", "ntf", n),
+        mask_value=options["mask_value"],
         pad_side=options["pad_side"],
+        include_padding=options["include_padding"],
     )
-    if n_t is None:
+    if len(shape) != 3:
         return spec, "none (no time axis: every element)"
-    return spec, _describe(mask_ref, lengths_ref, mask_value, options)
+    return spec, _describe(mask_ref, lengths_ref, options["mask_value"], options)
 
 
 def _describe(

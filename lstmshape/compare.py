@@ -116,14 +116,18 @@ def mask_spec(
     lengths: npt.ArrayLike | None = None,
     mask_value: float | str | None = None,
     pad_side: PadSide = "post",
+    include_padding: bool = False,
 ) -> MaskSpec:
     """The valid steps of A (shape as stored) from at most one mask source, for streaming.
+    `include_padding`: compare every step (then no mask source may be given).
 
     >>> spec = mask_spec((2, 3, 4), "ntf", lengths=[3, 1])
     >>> spec.validity.counts().tolist()
     [3, 1]
     """
     given = [s for s in (mask, lengths, mask_value) if s is not None]
+    if include_padding and given:
+        raise InputError("--include-padding compares every step; it takes no mask source")
     if not given:
         return MaskSpec()
     if len(shape) != 3:
@@ -342,11 +346,15 @@ def diff(
     >>> diff(x, y).equal, diff(x, y, lengths=[3, 2]).equal
     (False, True)
     """
-    if include_padding and any(s is not None for s in (mask, lengths, mask_value)):
-        raise InputError("--include-padding compares every step; give it no mask source")
     x, y = np.asarray(a), np.asarray(b)
     spec = mask_spec(
-        x.shape, layout, mask=mask, lengths=lengths, mask_value=mask_value, pad_side=pad_side
+        x.shape,
+        layout,
+        mask=mask,
+        lengths=lengths,
+        mask_value=mask_value,
+        pad_side=pad_side,
+        include_padding=include_padding,
     )
     return diff_sources(
         _ArrayBlocks(x),
