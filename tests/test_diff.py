@@ -549,3 +549,18 @@ def test_python_dash_m_exit_code(outputs):
     args = [sys.executable, "-m", "lstmshape", "diff", outputs["x"], outputs["changed"], "-q"]
     done = subprocess.run([str(a) for a in args], capture_output=True, check=False)
     assert (done.returncode, done.stdout, done.stderr) == (1, b"", b"")
+
+
+def test_time_major_a_takes_its_mask_time_major(run_cli, tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 5, 3)).astype(np.float32)  # (N, T, F)
+    valid = rng.random((4, 5)) < 0.5
+    y = np.where(valid[..., None], x, 7.0).astype(np.float32)  # B differs only in padding
+    np.save(tmp_path / "a.npy", x.transpose(1, 0, 2))
+    np.save(tmp_path / "b.npy", y)
+    np.save(tmp_path / "mask.npy", valid.T)  # (T, N), as the layout says
+    args = ["diff", tmp_path / "a.npy", tmp_path / "b.npy", "--layout", "tnf", "--layout-b", "ntf"]
+    result = run_cli([*args, "--mask", tmp_path / "mask.npy", "--json", "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["compared"]["steps"] == int(valid.sum())
+    assert run_cli([*args, "-q"]).exit_code == 1
