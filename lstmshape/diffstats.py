@@ -222,23 +222,26 @@ class DiffAccumulator:
         """Compare one block: `a`, `b` (n, T, F) batch-first, samples `start` on;
         `validity` (a masks.Validity of the block, or None: every step is valid)."""
         n, t, f = a.shape
-        if validity is None or validity.is_all_valid:
-            counts, invalid = np.full(n, t, np.intp), None
-        else:
-            counts, invalid = validity.counts(), ~validity.as_mask()
         if f == 0 or t == 0 or n == 0:
             return
+        if validity is None or validity.is_all_valid:
+            counts, invalid = np.full(n, t, np.intp), None
+            first, last = np.zeros(n, np.intp), counts - 1
+        else:
+            counts, invalid = validity.counts(), ~validity.as_mask()
+            first, last = validity.first_index(), validity.last_index()
         self.totals[:3] += (np.count_nonzero(counts), counts.sum(), counts.sum() * f)
         rows, steps = max(1, _PIECE_ELEMENTS // (t * f)), max(1, _PIECE_ELEMENTS // f)
+        first = np.where(first < 0, t, first)  # a sample without valid steps spans nothing
         samples = _Samples(n)
         with np.errstate(all="ignore"):
             for lo in range(0, n, rows):
                 hi = min(n, lo + rows)
-                if not counts[lo:hi].any():
-                    continue
-                for j in range(0, t, steps):
-                    box = (lo, hi, j, min(t, j + steps))
-                    samples.fold(lo, self._piece(a, b, invalid, box, start), j == 0)
+                # only the steps between the first and last valid one of these samples
+                span = range(int(first[lo:hi].min()), int(last[lo:hi].max()) + 1)
+                for j in range(span.start, span.stop, steps):
+                    box = (lo, hi, j, min(span.stop, j + steps))
+                    samples.fold(lo, self._piece(a, b, invalid, box, start), j == span.start)
         self._add_samples(samples, counts > 0)
 
     def _piece(
