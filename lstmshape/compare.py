@@ -211,11 +211,14 @@ _MIN_PART_ELEMENTS = 1 << 18
 
 
 def _threads() -> int:
+    """One comparing thread per two cores: each input has its read-ahead thread, and on the
+    2-core machine of bench/RESULTS.md a second comparing thread made runs slower (the
+    cores were shared; more threads mapping and touching the same files)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, _MAX_THREADS))
+    return max(1, min(cpus // 2, _MAX_THREADS))
 
 
 def _update_in_parallel(

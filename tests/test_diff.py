@@ -186,6 +186,7 @@ def small_pieces(piece: int, part: int):
     with (
         mock.patch.object(diffstats, "_PIECE_ELEMENTS", piece),
         mock.patch.object(compare, "_MIN_PART_ELEMENTS", part),
+        mock.patch.object(compare, "_threads", lambda: 3),
     ):
         yield
 
