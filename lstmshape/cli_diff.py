@@ -24,7 +24,7 @@ def _allow_external(ctx: click.Context, param: click.Parameter, value: bool) -> 
     return value
 
 
-@cli.command()
+@click.command("diff")
 @click.argument("a_ref", metavar="A", type=REF)
 @click.argument("b_ref", metavar="B", type=REF)
 @mask_options
@@ -175,3 +175,6 @@ def _load_whole(ref: ArrayRef, what: str, layout: str, values: int) -> Any:
                 f"{limit} bytes are read into memory at once (LSTMSHAPE_MAX_MEMORY)"
             )
         return np.asarray(source.read_all())
+
+
+cli.add_command(diff)
