@@ -6,14 +6,14 @@ truncation, bit flips, overwritten byte runs, forged `.npy` headers (random shap
 order text), forged `.safetensors` headers (lying dtypes, shapes, offsets and length field),
 re-zipped damaged `.npz` members and `.keras` archives with a damaged config or weights
 file, or a zip bomb member,
-then given to every command (inspect, reduce, pool, project, reshape), as the data, the
+then given to every command (inspect, reduce, pool, project, reshape, diff), as the data, the
 mask, the lengths or the weights, by path, by KEY or on standard input.
 
 The only outcomes allowed: exit 0, or exit 2 with exactly one `Error: ...` line on standard
-error. Anything else is a finding: exit 1 (an unexpected exception), a traceback, a
-warning (turned into an error, as the test suite does), a crash by signal, a hang, or an
-attempt to allocate far more memory than the tiny inputs justify (each case runs in a
-forked child with an address-space limit).
+error (and for `diff`, exit 1 with no `Error:` line: the inputs differ). Anything else is a
+finding: exit 1 (an unexpected exception), a traceback, a warning (turned into an error, as
+the test suite does), a crash by signal, a hang, or an attempt to allocate far more memory
+than the tiny inputs justify (each case runs in a forked child with an address-space limit).
 
     python bench/fuzz.py --seconds 600          # the long run (`make fuzz`)
     python bench/fuzz.py --cases 200 --seed 7   # a fixed, reproducible batch
@@ -408,11 +408,13 @@ def _mask_args(rng: random.Random, role_file: str | None = None) -> list[str]:
 
 
 def _command(rng: random.Random, ref: str, mask: list[str]) -> list[str]:
-    command = rng.choice(["inspect", "reduce", "pool", "project", "reshape"])
+    command = rng.choice(["inspect", "reduce", "pool", "project", "reshape", "diff"])
     layout = ["--layout", "tnf"] if rng.random() < 0.2 else []
     out = ["-o", rng.choice(_OUTPUTS), "-q"]
     if command == "inspect":
         return ["inspect", ref, *layout, *rng.choice([[], ["--json"], ["-q"], ["--brief"]])]
+    if command == "diff":
+        return _diff_command(rng, ref, [*layout, *mask])
     if command == "reduce":
         strategy = rng.choice(["last", "first", "mean", "max", "min", "sum"])
         extra = rng.choice([[], ["--empty", "nan"], ["--keepdims"], ["--bidirectional"]])
@@ -439,7 +441,16 @@ def _command(rng: random.Random, ref: str, mask: list[str]) -> list[str]:
     return ["reshape", ref, *how, *layout, *mask, *out]
 
 
-ROLES = ("data", "stdin", "mask", "lengths", "weights", "formats")
+def _diff_command(rng: random.Random, ref: str, options: list[str]) -> list[str]:
+    """The damaged input against an intact one of the same shape, as A or as B."""
+    other = rng.choice(["x.npy", "stored.npz:out", "chunked.h5:/lstm/output"])
+    sides = [ref, other] if rng.random() < 0.5 else [other, ref]
+    extra = rng.choice([[], ["--equal-nan"], ["--layout-b", "tnf"], ["--include-padding"]])
+    report = rng.choice([["-q"], ["--json"], ["--json", "-q"], ["--worst", "0"]])
+    return ["diff", *sides, *extra, *options, *report]
+
+
+ROLES = ("data", "stdin", "mask", "lengths", "weights", "formats", "diff")
 
 
 def generate_case(rng: random.Random, seeds: dict[str, bytes], role: str | None = None) -> Case:
@@ -471,6 +482,8 @@ def generate_case(rng: random.Random, seeds: dict[str, bytes], role: str | None 
         files[name] = mutate(rng, source, seeds[source])
         if role == "weights":
             args = ["project", rng.choice(["x.npy", "x2d.npy"]), "--weights", name, "-o", "o.npy"]
+        elif rng.random() < 0.25:
+            args = ["diff", "x.npy", "x_tnf.npy", "--layout-b", "tnf", *_mask_args(rng, role)]
         else:
             strategy = rng.choice(["last", "mean", "max"])
             data = "x.npy"
@@ -478,7 +491,9 @@ def generate_case(rng: random.Random, seeds: dict[str, bytes], role: str | None 
         return Case(files, args, note=f"{name} damaged (from {source})")
     name = rng.choice(_DATA_SEEDS)
     files[name] = mutate(rng, name, seeds[name])
-    return Case(files, _command(rng, _data_ref(rng, name), _mask_args(rng)), note=f"{name} damaged")
+    ref, mask = _data_ref(rng, name), _mask_args(rng)
+    args = _diff_command(rng, ref, mask) if role == "diff" else _command(rng, ref, mask)
+    return Case(files, args, note=f"{name} damaged")
 
 
 # ----------------------------------------------------------------------------- running
@@ -495,7 +510,8 @@ class Outcome:
 
 
 def problem(outcome: Outcome) -> str | None:
-    """Why an outcome is not allowed, or None: exit 0, or exit 2 with one Error: line."""
+    """Why an outcome is not allowed, or None: exit 0, or exit 2 with one Error: line
+    (and for `diff`, exit 1 without one: the inputs differ)."""
     if outcome.timed_out:
         return "hang (timed out)"
     if outcome.signal is not None:
@@ -506,6 +522,8 @@ def problem(outcome: Outcome) -> str | None:
         return None
     lines = [line for line in outcome.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("Error: ")]
+    if outcome.exit_code == 1 and outcome.extra.get("command") == "diff" and not errors:
+        return "a traceback on standard error" if "Traceback" in outcome.stderr else None
     if outcome.exit_code != 2:
         return f"exit {outcome.exit_code}: {' | '.join(lines)[-300:]}"
     if len(errors) != 1 or "Traceback" in outcome.stderr:
@@ -546,6 +564,7 @@ def _warm() -> None:
 
     import lstmshape.api
     import lstmshape.cli
+    import lstmshape.compare
     import lstmshape.inspection
     import lstmshape.io
     import lstmshape.render
@@ -600,7 +619,10 @@ def run_case(case: Case, workdir: Path, *, timeout: float = 20.0, memory: int = 
     if os.WIFSIGNALED(status):
         return Outcome(None, signal=os.WTERMSIG(status))
     data = json.loads(b"".join(chunks) or b'{"exit_code": null, "error": "no report"}')
-    return Outcome(data.get("exit_code"), data.get("stderr", ""), data.get("error", ""))
+    extra = {"command": case.args[0] if case.args else None}
+    return Outcome(
+        data.get("exit_code"), data.get("stderr", ""), data.get("error", ""), extra=extra
+    )
 
 
 # ----------------------------------------------------------------------------- long run

@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -239,7 +239,7 @@ def iter_blocks(
     *,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     on_block: Callable[[int], None] | None = None,
-) -> Iterator[tuple[int, int, Array, Validity]]:
+) -> Generator[tuple[int, int, Array, Validity], None, None]:
     """Yield `(start, stop, x_ntf, validity)` for consecutive blocks of samples.
 
     `x_ntf` may be a view of a reused buffer: it is valid until the next block is asked for.

@@ -20,6 +20,8 @@ from lstmshape.units import format_bytes
 if TYPE_CHECKING:
     from rich.tree import Tree
 
+    from lstmshape.diffreport import DiffReport
+
 BAR_GLYPHS = " ▁▂▃▄▅▆▇█"
 
 
@@ -296,3 +298,77 @@ class _Timer:
 
     def elapsed(self) -> float:
         return self._clock() - self._start
+
+
+def print_diff(
+    report: DiffReport, names: tuple[str, str], mask: str, console: Console | None = None
+) -> None:
+    """`lstmshape diff`: the verdict and statistics, the largest differences and a
+    histogram of each sample's largest |A - B|."""
+    console = console or error_console()
+    tol = report.tolerance
+    table = Table(title="lstmshape diff", title_justify="left", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", overflow="fold")
+    for side, name in zip("ab", names, strict=True):
+        info = report.inputs[side]
+        layout = "  tnf" if info["layout"] == "tnf" and len(info["shape"]) == 3 else ""
+        table.add_row(side.upper(), f"{name}  {shape_text(info['shape'])} {info['dtype']}{layout}")
+    steps = f" in {report.steps:,} steps" if report.has_time else ""
+    table.add_row("compared", f"{report.elements:,} elements{steps} of {report.samples:,} samples")
+    table.add_row("mask", mask)
+    nan = "; NaN = NaN" if tol.equal_nan else ""
+    table.add_row(
+        "close when", f"|A-B| <= {tol.atol:g} + {tol.rtol:g}·|B| ({report.compared_dtype}{nan})"
+    )
+    table.add_row("max |A-B|", _number(report.max_abs_diff))
+    table.add_row("max |A-B|/|B|", _number(report.max_rel_diff))
+    steps = f", {report.differing_steps:,} steps" if report.has_time else ""
+    nans = f" ({report.nan_mismatches:,} NaN against a number)" if report.nan_mismatches else ""
+    table.add_row(
+        "differing",
+        f"{report.differing_elements:,} elements{nans}{steps}, "
+        f"{report.differing_samples:,} of {report.samples:,} samples",
+    )
+    verdict = "[green]equal within tolerance[/]" if report.equal else "[red bold]different[/]"
+    table.add_row("result", verdict)
+    console.print(table)
+    if report.worst:
+        console.print(_worst_table(report))
+    if report.histogram:
+        console.print(_diff_histogram(report.histogram))
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _worst_table(report: DiffReport) -> Table:
+    table = Table(title="largest differences", title_justify="left")
+    for column in ("where", "A", "B", "|A-B|", "|A-B|/|B|"):
+        table.add_column(column, justify="left" if column == "where" else "right")
+    for entry in report.worst:
+        table.add_row(
+            entry.where(),
+            f"{entry.a:.7g}",
+            f"{entry.b:.7g}",
+            _number(entry.abs_diff),
+            _number(entry.rel_diff),
+        )
+    return table
+
+
+def _diff_histogram(bins: Sequence[tuple[str, int]], width: int = 30) -> Table:
+    """Horizontal bars, one per decade of the per-sample maximum |A - B|."""
+    table = Table(
+        title="samples by their largest |A-B|", title_justify="left", show_header=False, box=None
+    )
+    table.add_column("bin", justify="right")
+    table.add_column("bar", style="cyan")
+    table.add_column("samples", justify="right")
+    top = max((count for _, count in bins), default=0) or 1
+    for label, count in bins:
+        cells = count * width / top
+        bar = "█" * int(cells) + ("▏" if count and cells < 1 else "")
+        table.add_row(label, bar, f"{count:,}")
+    return table

@@ -1,11 +1,12 @@
 """Fuzzing: damaged .npy/.npz/.h5 files, masks, lengths and weights through every command.
 
 The only outcomes allowed: exit 0, or exit 2 with exactly one `Error:` line (no traceback,
-no exit 1 "unexpected" error, no warning, no crash, no hang, no huge allocation). The
-machinery (seed files, mutations, the forked and memory-limited runner, the oracle) is
-`bench/fuzz.py`; `make fuzz` runs it for ten minutes. Here hypothesis drives a fixed, bounded
-number of cases per role (1550, about 30 s in all), and the damaged files the long runs found are
-replayed from `tests/fuzz_corpus/`.
+no exit 1 "unexpected" error, no warning, no crash, no hang, no huge allocation); `diff`
+may also exit 1 with no `Error:` line (the inputs differ). The machinery (seed files,
+mutations, the forked and memory-limited runner, the oracle) is `bench/fuzz.py`; `make fuzz`
+runs it for ten minutes. Here hypothesis drives a fixed, bounded number of cases per role
+(1750, about 35 s in all), and the damaged files the long runs found are replayed from
+`tests/fuzz_corpus/`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ fuzz = load_bench("fuzz")
 
 # Cases per role: files in the data role go through every command, the others through
 # reduce/project. derandomize: the suite runs the same cases every time (the long run explores).
-BUDGET = {"data": 900, "stdin": 250, "mask": 150, "lengths": 150, "weights": 100, "formats": 250}
+BUDGET = {
+    "data": 900,
+    "stdin": 250,
+    "mask": 150,
+    "lengths": 150,
+    "weights": 100,
+    "formats": 250,
+    "diff": 200,
+}
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +220,16 @@ def test_the_harness_sees_every_kind_of_failure(seeds, tmp_path, monkeypatch):
 
     monkeypatch.setattr(lio, "list_arrays", lambda *a, **k: bytearray(4 * 2**30))
     assert fuzz.problem(fuzz.run_case(case, tmp_path / "alloc")) is not None  # MemoryError
+
+
+def test_diff_may_exit_1_without_an_error_line_and_nothing_else_may():
+    differ = fuzz.Outcome(1, "", extra={"command": "diff"})
+    assert fuzz.problem(differ) is None
+    crashed = fuzz.Outcome(
+        1, "Error: ValueError: boom (run with --debug)\n", extra={"command": "diff"}
+    )
+    assert fuzz.problem(crashed) is not None
+    assert fuzz.problem(fuzz.Outcome(1, "", extra={"command": "reduce"})) is not None
 
 
 def test_hdf5_names_that_are_not_utf8_are_listed(run_cli, tmp_path):

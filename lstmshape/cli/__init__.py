@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from lstmshape.cli import commands as _commands  # noqa: F401  (registers the commands)
 from lstmshape.cli import completion as _completion  # noqa: F401  (bash completion of FILE:KEY)
+from lstmshape.cli import diff as _diff  # noqa: F401  (registers diff)
 from lstmshape.cli.group import Terminal, cli, main
 
 __all__ = ["Terminal", "cli", "main"]
