@@ -69,7 +69,7 @@ def run(command: str, folder: Path) -> str:
     env.update(COLUMNS=COLUMNS, PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
     env.pop("NO_COLOR", None)
     done = subprocess.run(
-        ["bash", "-c", command + " 2>&1"],
+        ["bash", "-c", "{ " + command + "\n} 2>&1"],
         cwd=folder,
         env=env,
         stdout=subprocess.PIPE,

@@ -67,7 +67,8 @@ def diff(
       lstmshape diff keras_out.npy torch_out.npy --layout-b tnf \\
           --lengths lengths.npy --rtol 1e-4
     """
-    from lstmshape.compare import Tolerance, run_diff
+    from lstmshape.diffreport import Tolerance
+    from lstmshape.diffrun import run_diff
     from lstmshape.inputs import MaskRequest
 
     shown = Display(ctx.find_object(Terminal) or Terminal(), quiet, as_json)
