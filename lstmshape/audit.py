@@ -1,7 +1,8 @@
 """The padding audit of a run: the mask the user gave, checked against the data it reads.
 
 An engine adds every block it reads anyway (`PaddingAudit.add`: the cheap end summary of
-`lstmshape.padding`, a few steps per sample); at the end `findings` decides once over the
+`lstmshape.padding`, a few steps per sample, for the first `MAX_SAMPLES` samples so that
+memory stays bounded whatever N); at the end `findings` decides once over the
 merged summary and asks `padding.audit` what contradicts the mask source. A row gather
 (`last`/`first` with a known mask) reads too little for that, and the dask engine's blocks
 stay on its workers: both audit their first samples instead (`sample_findings`, about 4 MiB
@@ -24,6 +25,8 @@ from lstmshape.validity import Validity
 
 #: How much of the input a row gather reads again to audit its mask.
 SAMPLE_BYTES = 4 * 2**20
+#: The samples a run's audit summarises at most (about 64 bytes each): the first ones.
+MAX_SAMPLES = 2**18
 
 # What a command's result does with the padding it is given, as the audit words it:
 # windows and global pools average or take the maximum, a PCA fit averages.
@@ -82,10 +85,15 @@ class PaddingAudit:
         self.reported = findings
 
     def add(self, x_ntf: npt.NDArray[Any], validity: Validity) -> None:
-        """Summarise a block the engine read (`validity`: the mask it was given or found)."""
-        if x_ntf.ndim == 3:
-            self.parts.append(padding.summarise(x_ntf, validity if self.given else None))
-            self.counts.append(validity.counts())
+        """Summarise a block the engine read (`validity`: the mask it was given or found),
+        up to `MAX_SAMPLES` samples in all, so that memory stays bounded."""
+        room = MAX_SAMPLES - sum(len(counts) for counts in self.counts)
+        if x_ntf.ndim != 3 or room <= 0:
+            return
+        if x_ntf.shape[0] > room:
+            x_ntf, validity = x_ntf[:room], validity.rows(0, room)
+        self.parts.append(padding.summarise(x_ntf, validity if self.given else None))
+        self.counts.append(validity.counts())
 
     @property
     def given(self) -> bool:

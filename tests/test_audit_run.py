@@ -217,3 +217,17 @@ def test_auto_recovers_lengths_and_true_mask_never_warns(
     auto = run_cli(["reduce", d / "x.npy", *common, "--lengths", "auto", "-o", d / "auto.npy"])
     assert auto.exit_code == 0, auto.stderr
     np.testing.assert_array_equal(np.load(d / "auto.npy"), np.load(d / "true.npy"))
+
+
+def test_the_audit_keeps_a_bounded_summary(monkeypatch):
+    """A run of any N summarises at most `audit.MAX_SAMPLES` samples (its first ones)."""
+    from lstmshape import audit
+    from lstmshape.validity import Validity
+
+    monkeypatch.setattr(audit, "MAX_SAMPLES", 5)
+    accumulator = audit.PaddingAudit(audit.AuditSpec("lengths", strategy="mean"))
+    x = _batch([3, 7, 5, 8], 8)
+    for _ in range(3):
+        accumulator.add(x, Validity.from_lengths(np.array([3, 7, 5, 8]), 8))
+    assert sum(part.n for part in accumulator.parts) == 5
+    assert accumulator.findings(None) == []
