@@ -27,7 +27,7 @@ from lstmshape import gather, io, stream
 from lstmshape.audit import AuditSpec, PaddingAudit, sample_findings
 from lstmshape.masks import MaskSpec
 from lstmshape.plan import plan_reduce
-from lstmshape.report import format_bytes
+from lstmshape.units import format_bytes
 from lstmshape.validity import Validity
 
 T, F = 128, 256
