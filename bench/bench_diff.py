@@ -43,10 +43,11 @@ from run import (  # noqa: E402  (bench/run.py: the project's measuring helpers)
     LAUNCHER,
     cached_fraction,
     evict,
-    human,
     parse_size,
     warm,
 )
+
+from lstmshape.units import format_bytes  # noqa: E402
 
 DATA = BENCH / "data"
 T, F = 128, 256
@@ -110,7 +111,8 @@ def make_inputs(size: int) -> Inputs:
             array.flush()
         del files
     took = time.perf_counter() - started
-    print(f"inputs: 2 x N={n} x {T} x {F} float32, {human(n * SAMPLE_BYTES)} each ({took:.0f} s)")
+    each = format_bytes(n * SAMPLE_BYTES)
+    print(f"inputs: 2 x N={n} x {T} x {F} float32, {each} each ({took:.0f} s)")
     return inputs
 
 
@@ -182,7 +184,7 @@ def report(inputs: Inputs, results: dict[str, dict[str, Run]], repeat: int) -> s
     total = 2 * inputs.n * SAMPLE_BYTES
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [
-        f"## lstmshape diff: 2 x {human(total / 2)} float32 (N, {T}, {F})",
+        f"## lstmshape diff: 2 x {format_bytes(total / 2)} float32 (N, {T}, {F})",
         "",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%M%z}",
         f"- machine: {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
@@ -215,7 +217,7 @@ def report(inputs: Inputs, results: dict[str, dict[str, Run]], repeat: int) -> s
     rss = max(r.rss_mb for runs in results.values() for k, r in runs.items() if k != "floor")
     verdict = "PASS" if rss <= RSS_LIMIT_MB else "MISS"
     lines.append(f"- {verdict} peak RSS of diff <= {RSS_LIMIT_MB} MiB: {rss:.0f} MiB "
-                 f"(the inputs: {human(total)})")  # fmt: skip
+                 f"(the inputs: {format_bytes(total)})")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

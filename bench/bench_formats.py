@@ -20,7 +20,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from run import DATA, _write_h5, best, human, machine_facts, make_inputs, parse_size, warm
+from run import DATA, _write_h5, best, machine_facts, make_inputs, parse_size, warm
+
+from lstmshape.units import format_bytes
 
 LSTMSHAPE = Path(sys.executable).parent / "lstmshape"
 SECTION = "## File formats (issue #13)"
@@ -95,7 +97,8 @@ def report(size: int, streaming: list, listing: list) -> str:
     lines = [
         SECTION,
         "",
-        f"float32 (N, 128, 256), {human(size)}, warm; best of the runs, peak RSS from os.wait4.",
+        f"float32 (N, 128, 256), {format_bytes(size)}, warm; best of the runs, "
+        "peak RSS from os.wait4.",
         machine_facts(),
         "",
         "| command | input | wall s | GB/s | peak RSS MiB |",
