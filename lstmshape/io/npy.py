@@ -163,7 +163,7 @@ class FileArray:
         """Whether rows at `file_off` are in the page cache: the first and last byte of
         up to 16 of them, the farthest one included (a file that shrank reads as not cached,
         so the positioned reads report the truncation)."""
-        picks = np.unique(np.linspace(0, file_off.size - 1, 15).astype(np.intp))
+        picks = np.linspace(0, file_off.size - 1, 15).astype(np.intp)
         ends = file_off[[*picks.tolist(), int(np.argmax(file_off))]]
         probes = [*ends.tolist(), *(ends + row_bytes - 1).tolist()]
         if max(probes) >= len(self._mapping()):
