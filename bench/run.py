@@ -1,7 +1,7 @@
 """The end-to-end benchmark: lstmshape against what a user would otherwise run, in one table.
 
     python bench/run.py [--size 256MB] [--repeat 3] [--no-cold] [--rss-size 8GB]
-        [--save bench/RESULTS.md] [--keep]
+        [--save bench/RESULTS.md] [--keep] [--steps engine,tnf,startup]
 
 Generates float32 (N, 128, 256) inputs of about `--size` (binary units: 4GB = 4 GiB) under
 bench/data: a `.npy` with ~30% post-padding and its lengths, a chunked uncompressed `.h5`
@@ -125,7 +125,7 @@ import sys, time
 import numpy as np
 from lstmshape import api, io, stream
 from lstmshape.masks import MaskSpec, build_validity
-path, lengths_path, strategy = sys.argv[1:4]
+path, lengths_path, strategy, layout = sys.argv[1:5]
 
 class Null:
     def write(self, start, block, axis=0):
@@ -133,8 +133,9 @@ class Null:
 
 with io.open_array(path) as src:
     lengths = np.load(lengths_path)
-    plan = api.plan_reduce(src.shape, src.dtype, strategy)
-    validity = build_validity(None, n=src.shape[0], t=src.shape[1], lengths=lengths)
+    plan = api.plan_reduce(src.shape, src.dtype, strategy, layout=layout)
+    n, t = src.shape[:2][::-1] if layout == "tnf" else src.shape[:2]
+    validity = build_validity(None, n=n, t=t, lengths=lengths)
     spec = MaskSpec(validity=validity)
     start = time.perf_counter()
     stream.run_plan(src, plan, spec, Null())
@@ -486,19 +487,22 @@ def run_npy(bench: Bench, cache: str) -> None:
 
 
 def run_engine(bench: Bench) -> None:
-    """In-process engine times (start-up excluded): full mean vs last's row gather."""
+    """In-process engine times (start-up excluded): full mean vs last's row gather, and the
+    masked mean and max of the time-major copy against the same on the batch-first file."""
     inputs = bench.inputs
+    runs = [("mean", inputs.npy, "ntf"), ("last", inputs.npy, "ntf"), ("max", inputs.npy, "ntf")]
+    runs += [("mean", inputs.tnf, "tnf"), ("max", inputs.tnf, "tnf")]
     cells = [
         Cell(
-            f"engine-{s}",
+            f"engine-{s}" + ("-tnf" if layout == "tnf" else ""),
             s,
             ".npy",
             "engine",
-            [bench.python, "-c", ENGINE, inputs.npy, inputs.lengths, s],
+            [bench.python, "-c", ENGINE, path, inputs.lengths, s, layout],
         )
-        for s in ("mean", "last")
+        for s, path, layout in runs
     ]
-    measure(bench, "warm", [inputs.npy], cells)
+    measure(bench, "warm", [inputs.npy, inputs.tnf], cells)
     bench.rows = [row for row in bench.rows if row.tool != "engine"]
 
 
@@ -625,13 +629,19 @@ class Target:
 
 
 WHY_GATHER = (
-    "each picked row is one positioned read of 1 KiB (rows of one sample lie 128 KiB "
-    "apart, so none merge); on this VM a read of a cached page costs ~1.4-2 us, so 32768 "
-    "rows take 45-70 ms while the full reduce takes ~0.5 s. 50x would need ~0.3 us per row, "
-    "below the cost of one system call here. Tried: a memory-map gather (26-70 ms, and it "
-    "maps 64 KiB around every row into the resident set), Linux AIO with all rows in one "
-    "io_submit (68 ms), two reader threads (no faster). Whole commands are dominated by "
-    "start-up (~130 ms). Cold, where it matters, the gather is well ahead of a plain read."
+    "rows of a cached file are copied out of a map of it (FileArray.read_rows), its pages "
+    "dropped every 16 MiB of the file; a fault still costs about 1 us a row (the folio around "
+    "each row is mapped), so 32768 rows take ~15-25 ms against ~0.5 s for the full reduce. "
+    "Positioned reads (the cold path) cost 1.4-2 us a row; Linux AIO with all rows in one "
+    "io_submit was no faster (68 ms). Whole commands are dominated by start-up (~130 ms)."
+)
+WHY_TIME_MAJOR = (
+    "a block of whole samples of a (T, N, F) file is T runs of 128 KiB; a batch-first block "
+    "is mapped in place through 2 MiB page-table entries (~2 ms a GiB), while these runs "
+    "cost either a copy (pread, ~0.17 s a GiB) or 4 KiB entries (populating ~0.09 s and "
+    "dropping ~0.1 s a GiB), more than the kernel itself (~0.08 s a GiB). Tried: mapping "
+    "time-major blocks (no faster, +50 MiB RSS). The kernels on data in memory meet the goal "
+    "(bench_kernels.py --layout tnf)."
 )
 WHY_VERSION = (
     "importing click alone takes ~20 ms and Python ~8 ms, against ~66 ms for numpy; "
@@ -695,6 +705,13 @@ def targets(bench: Bench, startup: dict, rss_sizes: dict[str, float]) -> list[Ta
         WHY_GATHER,
     )
     add(
+        "last --lengths warm: its cost beyond start-up (in-process engine time) <= 1/20 of "
+        "a full mean's (issue #16)",
+        ratio("engine-mean", "engine-last", inner=True),
+        "1/{:.1f}",
+        20,
+    )
+    add(
         "  the same, whole commands (start-up included)",
         ratio("mean-npy-warm", "last-L-npy-warm"),
         "{:.1f}x",
@@ -706,6 +723,15 @@ def targets(bench: Bench, startup: dict, rss_sizes: dict[str, float]) -> list[Ta
         "{:.1f}x",
         1.5,
     )
+    for strategy in ("mean", "max"):
+        add(
+            f"{strategy} --lengths time-major warm: >= 0.9x the batch-first engine speed "
+            "(in-process engine time)",
+            ratio(f"engine-{strategy}", f"engine-{strategy}-tnf", inner=True),
+            "{:.2f}x",
+            0.9,
+            WHY_TIME_MAJOR,
+        )
     add(
         ".h5 mean warm: >= 0.8x h5py's best read_direct loop",
         ratio("floor-h5-warm", "mean-h5-warm"),
@@ -772,14 +798,28 @@ def report(bench: Bench, startup: dict, rss_sizes: dict[str, float], eviction: s
             f"{em.inner:.3f} s, last --lengths row gather {el.inner:.4f} s."
         )
         parts.append("")
-    parts += [
-        f"Start-up, best of {STARTUP_ROUNDS} (ms):",
-        "",
-        "| command | " + " | ".join(startup) + " |",
-    ]
-    parts.append("|---|" + "---:|" * len(startup))
-    for cmd in next(iter(startup.values())):
-        parts.append(f"| {cmd} | " + " | ".join(f"{s[cmd]:.0f}" for s in startup.values()) + " |")
+        for strategy in ("mean", "max"):
+            if f"engine-{strategy}-tnf" in bench.results:
+                ntf, tnf = (
+                    bench.results[f"engine-{strategy}"],
+                    bench.results[f"engine-{strategy}-tnf"],
+                )
+                parts.append(
+                    f"{strategy} --lengths in-process: batch-first {ntf.inner:.3f} s "
+                    f"(peak RSS {ntf.rss_mb:.0f} MiB), time-major {tnf.inner:.3f} s "
+                    f"(peak RSS {tnf.rss_mb:.0f} MiB)."
+                )
+        parts.append("")
+    if startup:
+        parts += [
+            f"Start-up, best of {STARTUP_ROUNDS} (ms):",
+            "",
+            "| command | " + " | ".join(startup) + " |",
+        ]
+        parts.append("|---|" + "---:|" * len(startup))
+        for cmd in next(iter(startup.values())):
+            times = " | ".join(f"{s[cmd]:.0f}" for s in startup.values())
+            parts.append(f"| {cmd} | {times} |")
     parts += ["", "Targets (issue #5):", ""]
     explained: set[str] = set()
     for target in targets(bench, startup, rss_sizes):
@@ -815,6 +855,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--save", type=Path, default=None, help="also write the report here")
     parser.add_argument("--keep", action="store_true", help="keep bench/data afterwards")
+    parser.add_argument(
+        "--steps",
+        type=lambda text: set(text.split(",")),
+        default=None,
+        help="only these steps, comma-separated (npy,engine,h5,tnf,startup; cold ones too)",
+    )
     args = parser.parse_args(argv)
 
     inputs = make_inputs(args.size)
@@ -845,11 +891,17 @@ def _measure(bench: Bench, args: argparse.Namespace) -> int:
         steps += [("npy cold", lambda: run_npy(bench, "cold"))]
         steps += [("h5 cold", lambda: run_h5(bench, "cold"))]
     for name, step in steps:
+        if args.steps is not None and name.split()[0] not in args.steps:
+            continue
         started = time.perf_counter()
         step()
         print(f"  {name}: {time.perf_counter() - started:.0f} s", flush=True)
-    startup = run_startup(bench, Path(sys.executable).parent)
-    rss_sizes = {units.format_bytes(inputs.nbytes): bench.results["mean-npy-warm"].rss_mb}
+    startup = {}
+    if args.steps is None or "startup" in args.steps:
+        startup = run_startup(bench, Path(sys.executable).parent)
+    rss_sizes = {}
+    if "mean-npy-warm" in bench.results:
+        rss_sizes[units.format_bytes(inputs.nbytes)] = bench.results["mean-npy-warm"].rss_mb
     if args.rss_size:
         rss_sizes[units.format_bytes(args.rss_size)] = rss_check(bench, args.rss_size)
     text = report(bench, startup, rss_sizes, eviction)

@@ -47,7 +47,6 @@ import numpy.typing as npt
 from lstmshape.errors import InputError
 from lstmshape.io.blocks import Joined, Reader, aligned_buffer
 from lstmshape.masks import Layout, MaskSpec
-from lstmshape.plan import as_ntf
 from lstmshape.validity import Validity
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
@@ -244,6 +243,8 @@ def iter_blocks(
 
     `x_ntf` may be a view of a reused buffer: it is valid until the next block is asked for.
     """
+    from lstmshape.plan import as_ntf  # the plans import every kernel: not for inspect
+
     time_major = layout == "tnf" and len(source.shape) == 3
     axis = 1 if time_major else 0
     n = source.shape[axis]

@@ -67,6 +67,9 @@ def gather_blocks(
         rows, wanted, picked = _gathered_rows(plan, block_validity, start)
         staging = np.empty((rows.size, width), dtype)
         reader.read_rows(rows, staging)
-        steps = np.zeros((*wanted.shape, width), dtype)
-        steps[wanted] = staging
+        if wanted.all():  # every sample has its steps: the rows are already in (n, k) order
+            steps = staging.reshape(*wanted.shape, width)
+        else:
+            steps = np.zeros((*wanted.shape, width), dtype)
+            steps[wanted] = staging
         yield start, steps, picked, staging.nbytes

@@ -9,6 +9,7 @@ import os
 import threading
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -440,6 +441,42 @@ def test_cached_blocks_are_mapped_and_released(tmp_path: Path) -> None:
     os.truncate(tmp_path / "in.npy", 200)
     with pytest.raises(InputError, match="truncated"), io.open_array(ref) as source:
         pass
+
+
+@pytest.mark.parametrize("maps", [True, False])
+def test_cached_rows_are_gathered_through_the_map(
+    tmp_path: Path, maps: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of a cached file are copied out of a map (its pages dropped every few rows'
+    span), else read by positioned reads: the same rows either way, in the order asked."""
+    from lstmshape.io import npy
+
+    monkeypatch.setattr(npy, "_ROW_SPAN_BYTES", 3 * F * 4)
+    mapped: list[int] = []
+    gather = npy.FileArray._gather_mapped
+
+    def spy(self: npy.FileArray, file_off: np.ndarray, *rest: Any) -> None:
+        mapped.append(file_off.size)
+        gather(self, file_off, *rest)
+
+    monkeypatch.setattr(npy.FileArray, "_gather_mapped", spy)
+    x = _data(19)
+    ref = _write(x, "npy", tmp_path / "in")
+    rng = np.random.default_rng(19)
+    with io.open_array(ref) as source:
+        reader = source.reader
+        reader.maps = maps
+        flat = x.reshape(-1, F)
+        row_sets = [np.arange(0, N * T, 5), rng.integers(0, N * T, 40), np.array([N * T - 1])]
+        for rows in row_sets:
+            out = np.empty((rows.size, F), np.float32)
+            reader.read_rows(rows, out)
+            np.testing.assert_array_equal(out, flat[rows])
+        assert mapped == ([rows.size for rows in row_sets] if maps else [])
+        os.truncate(tmp_path / "in.npy", (tmp_path / "in.npy").stat().st_size - ROW)
+        out = np.empty((1, F), np.float32)
+        with pytest.raises(InputError, match="truncated"):  # not mapped: no SIGBUS
+            reader.read_rows(np.array([N * T - 1]), out)
 
 
 @pytest.mark.parametrize("layout", ["ntf", "tnf"])

@@ -17,14 +17,41 @@ zarr are imported only by the modules of their formats, and only when a file of 
 is used.
 """
 
+from typing import Any
+
 from lstmshape.io.base import ArrayInfo, ArraySource, memory_limit
 from lstmshape.io.h5_links import allow_external, external_allowed
-from lstmshape.io.keras import paired_bias
-from lstmshape.io.outputs import check_output, default_output_path
 from lstmshape.io.reading import list_arrays, load, open_array
 from lstmshape.io.sink import ArraySink
 from lstmshape.io.stdio import StdoutClosedError, silence_stdout
-from lstmshape.io.writing import open_sink, save, save_members
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lstmshape.io.keras import paired_bias
+    from lstmshape.io.outputs import check_output, default_output_path
+    from lstmshape.io.writing import open_sink, save, save_members
+
+# Writing imports every format's sink and output checks: loaded on first use, so a command
+# that only reads (inspect) does not pay for them at start-up.
+_LAZY = {
+    "paired_bias": "lstmshape.io.keras",
+    "check_output": "lstmshape.io.outputs",
+    "default_output_path": "lstmshape.io.outputs",
+    "open_sink": "lstmshape.io.writing",
+    "save": "lstmshape.io.writing",
+    "save_members": "lstmshape.io.writing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lstmshape.io' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ArrayInfo",

@@ -9,12 +9,14 @@ in the page cache can instead be used in place (`map_block`): its pages are mapp
 and dropped from the process again by `unmap_block`. A map is never kept for the whole run,
 as `np.load(mmap_mode="r")` does: every page it touches stays in the resident set (4 GiB of
 RSS for a 4 GiB input), and a cold gather through a map reads the whole file (read-around
-of each fault).
+of each fault). Rows (`read_rows`, the `last`/`first` gathers) are copied out of a map
+too when their pages are cached, by positioned reads otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import mmap
 import os
@@ -38,6 +40,10 @@ from lstmshape.io.preads import _NOWAIT, _FileHandle, _pread_exact, scatter_read
 from lstmshape.refs import ArrayRef
 
 _POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14+; Python 3.13 names it
+# A mapped row gather drops its pages every this many bytes of the file: each row's fault
+# maps the (up to 2 MiB) folio around it, so the resident set grows by about this much.
+_ROW_SPAN_BYTES = 16 * 2**20
+_FOLIO = 2**21
 
 
 def _refuse_key(ref: ArrayRef) -> None:
@@ -111,11 +117,17 @@ class FileArray:
             _pread_exact(fd, dest[lead * run : (lead + 1) * run], base + lead * stride, self.where)
 
     def read_rows(self, rows: IndexArray, out: Array) -> None:
+        """Rows through a map of the file when their pages are in the page cache (a page
+        fault costs a fraction of a system call), else by positioned reads (a cold gather
+        through a map would read around every fault)."""
         row_bytes = self._inner(len(self.shape) - 2) if len(self.shape) > 1 else 0
         m = rows.size
         if m == 0 or row_bytes == 0:
             return
         file_off = self.offset + rows.astype(np.int64) * row_bytes
+        if self.maps and self._rows_cached(file_off, row_bytes):
+            self._gather_mapped(file_off, row_bytes, out)
+            return
         dest_off = np.arange(m, dtype=np.int64) * row_bytes
         length = np.full(m, row_bytes, dtype=np.int64)
         fd = self._file.fd("rows")
@@ -146,6 +158,46 @@ class FileArray:
             return all(os.preadv(fd, [one], probe, _NOWAIT) == 1 for probe in probes)
         except OSError:  # would block, or the file system cannot say
             return False
+
+    def _rows_cached(self, file_off: IndexArray, row_bytes: int) -> bool:
+        """Whether rows at `file_off` are in the page cache: the first and last byte of
+        up to 16 of them, the farthest one included (a file that shrank reads as not cached,
+        so the positioned reads report the truncation)."""
+        picks = np.linspace(0, file_off.size - 1, 15).astype(np.intp)
+        ends = file_off[[*picks.tolist(), int(np.argmax(file_off))]]
+        probes = [*ends.tolist(), *(ends + row_bytes - 1).tolist()]
+        if max(probes) >= len(self._mapping()):
+            return False
+        fd, one = self._file.fd(), bytearray(1)
+        try:
+            return all(os.preadv(fd, [one], probe, _NOWAIT) == 1 for probe in probes)
+        except OSError:
+            return False
+
+    def _gather_mapped(self, file_off: IndexArray, row_bytes: int, out: Array) -> None:
+        """Copy rows out of the map in file order, dropping the pages mapped for them every
+        `_ROW_SPAN_BYTES` of the file (a fault maps a whole 2 MiB folio around its row)."""
+        mapping = self._mapping()
+        shift = self.offset % row_bytes  # every row starts at shift + k * row_bytes
+        grid = np.ndarray(
+            ((len(mapping) - shift) // row_bytes, row_bytes), np.uint8, mapping, shift
+        )
+        dest = np.frombuffer(_bytes_of(out), np.uint8).reshape(file_off.size, row_bytes)
+        order = None
+        if bool(np.any(file_off[1:] < file_off[:-1])):
+            order = np.argsort(file_off, kind="stable")
+            file_off = file_off[order]
+        cuts = np.flatnonzero(np.diff(file_off // _ROW_SPAN_BYTES)) + 1
+        bounds = [0, *cuts.tolist(), file_off.size]
+        for lo, hi in itertools.pairwise(bounds):
+            part = file_off[lo:hi]
+            if order is None:
+                np.take(grid, part // row_bytes, axis=0, out=dest[lo:hi])
+            else:
+                dest[order[lo:hi]] = grid[part // row_bytes]
+            first = int(part[0]) // _FOLIO * _FOLIO
+            last = min(len(mapping), -(-(int(part[-1]) + row_bytes) // _FOLIO) * _FOLIO)
+            mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
 
     def _mapping(self) -> mmap.mmap:
         if self._map is None:

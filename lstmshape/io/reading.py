@@ -9,7 +9,9 @@ pickled (object) arrays are refused before any of their bytes are interpreted.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -22,31 +24,25 @@ from lstmshape.io.base import (
     _format_of,
     _is_zarr,
 )
-from lstmshape.io.h5 import _list_h5, _open_h5
-from lstmshape.io.keras import _list_keras, _open_keras
-from lstmshape.io.netcdf import _list_nc, _open_nc
-from lstmshape.io.npy import _open_npy
-from lstmshape.io.npz import _list_npz, _open_npz
-from lstmshape.io.safetensors import _list_safetensors, _open_safetensors
-from lstmshape.io.stdio import _open_stdin
-from lstmshape.io.zarr import _list_zarr, _open_zarr
 from lstmshape.refs import ArrayRef
 
-_OPENERS: dict[str, Callable[[ArrayRef], ArraySource]] = {
-    "npy": _open_npy,
-    "npz": _open_npz,
-    "h5": _open_h5,
-    "nc": _open_nc,
-    "safetensors": _open_safetensors,
-    "keras": _open_keras,
+# format -> (its module under lstmshape.io, the opener, the lister): a format's module is
+# imported when a file of that format is first read, so a run pays only for its formats.
+_READERS: dict[str, tuple[str, str, str]] = {
+    "npy": ("npy", "_open_npy", ""),
+    "npz": ("npz", "_open_npz", "_list_npz"),
+    "h5": ("h5", "_open_h5", "_list_h5"),
+    "nc": ("netcdf", "_open_nc", "_list_nc"),
+    "safetensors": ("safetensors", "_open_safetensors", "_list_safetensors"),
+    "keras": ("keras", "_open_keras", "_list_keras"),
+    "zarr": ("zarr", "_open_zarr", "_list_zarr"),
+    "-": ("stdio", "_open_stdin", ""),
 }
-_LISTERS: dict[str, Callable[[ArrayRef], list[ArrayInfo]]] = {
-    "npz": _list_npz,
-    "h5": _list_h5,
-    "nc": _list_nc,
-    "safetensors": _list_safetensors,
-    "keras": _list_keras,
-}
+
+
+def _reader(fmt: str, lister: bool = False) -> Callable[[ArrayRef], Any]:
+    module, opener, listing = _READERS[fmt]
+    return getattr(importlib.import_module(f"lstmshape.io.{module}"), listing if lister else opener)
 
 
 def open_array(ref: RefLike) -> ArraySource:
@@ -67,12 +63,12 @@ def open_array(ref: RefLike) -> ArraySource:
     """
     ref = _as_ref(ref)
     if ref.is_stdio:
-        return _open_stdin(ref)
+        return _reader("-")(ref)
     if _is_zarr(ref):
-        return _open_zarr(ref)
+        return _reader("zarr")(ref)
     fmt = _format_of(ref)
     _check_input_file(ref.path)
-    return _OPENERS[fmt](ref)
+    return _reader(fmt)(ref)
 
 
 def load(ref: RefLike) -> np.ndarray:
@@ -96,10 +92,10 @@ def list_arrays(path: RefLike) -> list[ArrayInfo]:
     """
     ref = _as_ref(path)
     if _is_zarr(ref):
-        return _list_zarr(ref)
+        return _reader("zarr", lister=True)(ref)
     fmt = "npy" if ref.is_stdio else _format_of(ref)
     if fmt == "npy":
         with open_array(ref) as src:
             return [src.info]
     _check_input_file(ref.path)
-    return _LISTERS[fmt](ref)
+    return _reader(fmt, lister=True)(ref)
