@@ -1,12 +1,12 @@
 """The padding audit of a run: the mask the user gave, checked against the data it reads.
 
 An engine adds every block it reads anyway (`PaddingAudit.add`: the cheap end summary of
-`lstmshape.padding`, a few steps per sample, for the first `MAX_SAMPLES` samples so that
-memory stays bounded whatever N); at the end `findings` decides once over the
-merged summary and asks `padding.audit` what contradicts the mask source. A row gather
-(`last`/`first` with a known mask) reads too little for that, and the dask engine's blocks
-stay on its workers: both audit their first samples instead (`sample_findings`, about 4 MiB
-of them, read once more).
+`lstmshape.padding`, a few steps per sample: every block of the first `DENSE_SAMPLES`
+samples, then every `SPARSE_EVERY`-th, up to `MAX_SAMPLES` so that memory stays bounded);
+at the end `findings` decides once over the merged summary and asks `padding.audit` what
+contradicts the mask source. A row gather (`last`/`first` with a known mask) reads too
+little for that, and the dask engine's blocks stay on its workers: both audit their first
+samples instead (`sample_findings`, about 4 MiB of them, read once more).
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ from lstmshape.validity import Validity
 
 #: How much of the input a row gather reads again to audit its mask.
 SAMPLE_BYTES = 4 * 2**20
-#: The samples a run's audit summarises at most (about 64 bytes each): the first ones.
+#: The samples a run's audit summarises at most (about 64 bytes each), so memory stays bounded.
 MAX_SAMPLES = 2**18
+#: Past its first `DENSE_SAMPLES` samples, the audit summarises every `SPARSE_EVERY`-th block
+#: (spread over the whole input): on a fast kernel a summary costs about a sixth of it.
+DENSE_SAMPLES, SPARSE_EVERY = 4096, 8
 
 # What a command's result does with the padding it is given, as the audit words it:
 # windows and global pools average or take the maximum, a PCA fit averages.
@@ -76,6 +79,7 @@ class PaddingAudit:
     parts: list[padding.Ends] = field(default_factory=list)
     counts: list[npt.NDArray[np.intp]] = field(default_factory=list)
     reported: list[padding.Finding] = field(default_factory=list)
+    blocks: int = 0
 
     def report(self, findings: list[padding.Finding], strict: bool) -> None:
         """Keep the run's findings; under `--strict` the first is an error (raised inside
@@ -87,8 +91,11 @@ class PaddingAudit:
     def add(self, x_ntf: npt.NDArray[Any], validity: Validity) -> None:
         """Summarise a block the engine read (`validity`: the mask it was given or found),
         up to `MAX_SAMPLES` samples in all, so that memory stays bounded."""
-        room = MAX_SAMPLES - sum(len(counts) for counts in self.counts)
-        if x_ntf.ndim != 3 or room <= 0:
+        seen = sum(len(counts) for counts in self.counts)
+        self.blocks += 1
+        sparse = seen >= DENSE_SAMPLES and self.blocks % SPARSE_EVERY
+        room = MAX_SAMPLES - seen
+        if x_ntf.ndim != 3 or room <= 0 or sparse:
             return
         if x_ntf.shape[0] > room:
             x_ntf, validity = x_ntf[:room], validity.rows(0, room)

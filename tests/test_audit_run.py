@@ -231,3 +231,16 @@ def test_the_audit_keeps_a_bounded_summary(monkeypatch):
         accumulator.add(x, Validity.from_lengths(np.array([3, 7, 5, 8]), 8))
     assert sum(part.n for part in accumulator.parts) == 5
     assert accumulator.findings(None) == []
+
+
+def test_past_its_first_samples_the_audit_takes_every_few_blocks(monkeypatch):
+    from lstmshape import audit
+    from lstmshape.validity import Validity
+
+    monkeypatch.setattr(audit, "DENSE_SAMPLES", 8)
+    monkeypatch.setattr(audit, "SPARSE_EVERY", 3)
+    accumulator = audit.PaddingAudit(audit.AuditSpec(None, strategy="mean"))
+    x = _batch([3, 7, 5, 8], 8)
+    for _ in range(9):  # blocks 1, 2 (dense), then 3, 6, 9
+        accumulator.add(x, Validity.all_valid(4, 8))
+    assert len(accumulator.parts) == 5
