@@ -180,6 +180,14 @@ def masks(draw, n, t):
     return valid, {"lengths": lengths, "pad_side": kind}
 
 
+def with_junk_padding(b, valid, seed):
+    """B with NaN, infinities or far values in half of its padded elements (never compared)."""
+    rng = np.random.default_rng(seed)
+    junk = rng.choice([np.nan, np.inf, -np.inf, 1e3], size=b.shape)
+    with np.errstate(over="ignore"):
+        return np.where(~valid[..., None] & (rng.random(b.shape) < 0.5), junk, b).astype(b.dtype)
+
+
 @contextmanager
 def small_pieces(piece: int, part: int):
     """Pieces of a few elements and blocks split among threads: every path on tiny data."""
@@ -213,6 +221,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(
 def test_diff_matches_an_element_loop(pieces, data):
     a, b = data.draw(pairs())
     valid, mask_kwargs = data.draw(masks(a.shape[0], a.shape[1]))
+    b = with_junk_padding(b, valid, data.draw(st.integers(0, 2**32 - 1)))
     tol = data.draw(st.sampled_from([(1e-5, 1e-8, False), (1e-3, 1e-3, True), (0.0, 0.0, False)]))
     worst = data.draw(st.integers(0, 7))
     layout_a, layout_b = (data.draw(st.sampled_from(["ntf", "tnf"])) for _ in range(2))
@@ -565,3 +574,17 @@ def test_time_major_a_takes_its_mask_time_major(run_cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["compared"]["steps"] == int(valid.sum())
     assert run_cli([*args, "-q"]).exit_code == 1
+
+
+@pytest.mark.parametrize("pad_value", [np.nan, np.inf, 0.0])
+def test_nan_or_inf_in_b_padding_is_never_compared(pad_value):
+    """The tolerance check runs (a relative difference of 0.5 near zero, within atol) while
+    B's padding holds values that are close to nothing."""
+    a = np.array([[[1e-9, 1.0], [0.0, 0.0], [0.5, 0.5]]], np.float32)
+    b = a.copy()
+    b[0, 0] = [2e-9, 1.0 + 1e-6]
+    b[0, 1] = pad_value  # a hole in the mask, inside the span of valid steps
+    report = diff(a, b, mask=[[1, 0, 1]])
+    assert report.equal and report.elements == 4
+    assert report.max_rel_diff == pytest.approx(0.5)
+    assert not diff(a, b, include_padding=True).equal or pad_value == 0.0
