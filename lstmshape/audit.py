@@ -29,7 +29,7 @@ SAMPLE_BYTES = 4 * 2**20
 MAX_SAMPLES = 2**18
 #: Past its first `DENSE_SAMPLES` samples, the audit summarises every `SPARSE_EVERY`-th block
 #: (spread over the whole input): on a fast kernel a summary costs about a sixth of it.
-DENSE_SAMPLES, SPARSE_EVERY = 4096, 8
+DENSE_SAMPLES, SPARSE_EVERY = 4096, 16
 
 # What a command's result does with the padding it is given, as the audit words it:
 # windows and global pools average or take the maximum, a PCA fit averages.
