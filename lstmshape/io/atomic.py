@@ -32,7 +32,7 @@ import numpy as np
 
 from lstmshape._version import __version__
 from lstmshape.errors import InputError, OutputError
-from lstmshape.io.base import Format, RefLike, _as_ref, _os_reason
+from lstmshape.io.base import Format, RefLike, _as_ref, _file_kind, _os_reason
 from lstmshape.io.sink import ArraySink
 from lstmshape.refs import ArrayRef
 
@@ -130,11 +130,7 @@ class _TargetLock:
 
     def _acquire(self) -> int | None:
         while True:
-            try:
-                # Read-only is enough for flock, and lets other users open an existing sidecar.
-                fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
-            except OSError as exc:  # an unwritable directory: the write itself would fail
-                raise OutputError(f"cannot write {self.target}: {_os_reason(exc)}") from None
+            fd = self._open_sidecar()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             except OSError:  # no locks on this file system: write unlocked
@@ -143,6 +139,32 @@ class _TargetLock:
             if _names_file(self.path, fd):
                 return fd
             os.close(fd)  # the holder removed the sidecar as we waited: lock the new one
+
+    def _open_sidecar(self) -> int:
+        """Open (or create) the sidecar without following a link and without blocking, and
+        refuse anything but a regular file there: a symlink would make every writer loop
+        (the link never names the file it opened) and create the link's target, a FIFO
+        would block forever."""
+        # Read-only is enough for flock, and lets other users open an existing sidecar.
+        flags = os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            fd = os.open(self.path, flags, 0o666)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EISDIR):
+                self._refuse("a symbolic link" if exc.errno == errno.ELOOP else "a directory")
+            # an unwritable directory: the write itself would fail
+            raise OutputError(f"cannot write {self.target}: {_os_reason(exc)}") from None
+        kind = _file_kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            os.close(fd)
+            self._refuse(kind)
+        return fd
+
+    def _refuse(self, kind: str) -> None:
+        raise InputError(
+            f"cannot write {self.target}: its lock file {self.path} is {kind}, not a regular "
+            "file; remove it and run again"
+        )
 
 
 def _names_file(path: Path, fd: int) -> bool:
@@ -176,7 +198,7 @@ def _remove_stale_temps(target: Path) -> None:
         return
     for path in paths:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             continue
         try:

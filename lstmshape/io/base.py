@@ -146,15 +146,36 @@ def _pick(path: str, key: str | None, candidates: list[str], what: str = "arrays
     )
 
 
+def _file_kind(mode: int) -> str | None:
+    """What a file that is not a regular file is, in words (None for a regular file)."""
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
 def _check_input_file(path: str) -> None:
-    """Refuse a missing, unreadable, directory or empty input with a one-line message."""
+    """Refuse a missing, unreadable, empty input, or anything but a regular file, with a
+    one-line message. Only regular files are opened: a FIFO would block the run forever
+    and a device never ends (`-` is the way to read a stream)."""
     p = Path(path)
     try:
         st = p.stat()
-        if stat.S_ISDIR(st.st_mode):
+        kind = _file_kind(st.st_mode)
+        if kind == "a directory":
             raise InputError(f"{path} is a directory, not an array file")
-        with p.open("rb"):
-            pass
+        if kind is not None:
+            raise InputError(
+                f"{path} is {kind}, not a regular file; lstmshape reads only regular files "
+                "(pipe a .npy stream into - instead)"
+            )
+        os.close(os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
     except (FileNotFoundError, NotADirectoryError):
         raise InputError(f"{path} does not exist") from None
     except OSError as exc:

@@ -19,6 +19,7 @@ from lstmshape.io.base import (
     RefLike,
     _as_ref,
     _check_output_dir,
+    _file_kind,
     _format_of,
     _is_zarr,
     _normalize_key,
@@ -68,8 +69,17 @@ def _other_key(ref: ArrayRef, fmt: Format) -> Callable[[ArrayRef], bool]:
 
 def _check_target_path(ref: ArrayRef) -> Path:
     target = _check_output_dir(ref)
-    if target.is_dir():
+    try:
+        kind = _file_kind(target.stat().st_mode)
+    except OSError:  # absent, or a dangling symlink
+        return target
+    if kind == "a directory":
         raise InputError(f"cannot write {ref.path}: it is a directory")
+    if kind is not None:  # opening it to look inside, or renaming over it, is never meant
+        raise InputError(
+            f"cannot write {ref.path}: it is {kind}, not a regular file; "
+            "use -o - for standard output"
+        )
     return target
 
 
