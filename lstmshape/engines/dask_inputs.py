@@ -69,8 +69,8 @@ def _part_array(ref: ArrayRef, part: Any, axis: int, rows: int) -> Any:
     if getattr(part.info, "format", None) == "zarr":
         rows = _zarr_rows(rows, part.info.chunks, axis)
         chunks = tuple(rows if i == axis else max(s, 1) for i, s in enumerate(shape))
-        key = (ref.key or "").strip("/") or None
-        return da.from_zarr(ref.path, component=key, chunks=chunks, inline_array=True)
+        # The array opened through lstmshape's store: links inside it are checked as here.
+        return da.from_zarr(part.array, chunks=chunks, inline_array=True)
     chunks = tuple(rows if i == axis else max(s, 1) for i, s in enumerate(shape))
     try:
         stamp = Path(ref.path).stat().st_mtime_ns

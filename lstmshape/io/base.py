@@ -209,14 +209,29 @@ def _refuse_input_as_output(
 
 
 def _check_output_dir(ref: ArrayRef) -> Path:
-    """The output's path, refused when the directory it goes into is missing."""
+    """The output's path, refused when the directory it goes into is missing or its name is
+    longer than the file system allows."""
     target = Path(ref.path)
     parent = target.parent
     if not parent.exists():
         raise InputError(f"cannot write {ref.path}: directory {parent} does not exist")
     if not parent.is_dir():
         raise InputError(f"cannot write {ref.path}: {parent} is not a directory")
+    size, limit = len(os.fsencode(target.name)), _name_max(parent)
+    if size > limit:
+        raise InputError(
+            f"cannot write {ref.path}: its name is {size} bytes long; the file system takes "
+            f"names of at most {limit} bytes"
+        )
     return target
+
+
+def _name_max(directory: Path) -> int:
+    """The longest file name (in bytes) the file system of `directory` takes."""
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
 
 
 def _refuse_object_output(ref: ArrayRef, dtype: np.dtype[Any]) -> None:

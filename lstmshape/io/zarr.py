@@ -1,7 +1,9 @@
 """Zarr directory stores (`.zarr`) as inputs, through the zarr library.
 
 A reference is `PATH.zarr` (the store's root array, or its only array) or `PATH.zarr:KEY`
-(an array in the store's group tree, `/lstm/output` or `lstm/output`). Stores give the
+(an array in the store's group tree, `/lstm/output` or `lstm/output`). Stores are read
+through `zarr_store.InsideStore`: symlinks inside a store are refused unless
+`--allow-external` is given, and anything but regular files always. Stores give the
 objects every format gives: `ZarrSource` reads like `ArraySource`, and listings are
 `ArrayInfo` entries (format "zarr"). Writing is in `zarr_sink`.
 
@@ -66,8 +68,12 @@ def _open_root(path: str) -> Any:
     if kind in ("empty", "foreign"):
         raise InputError(f"{path} is not a Zarr store (no zarr.json, .zgroup or .zarray)")
     zarr = _zarr()
+    from lstmshape.io.h5_links import external_allowed
+    from lstmshape.io.zarr_store import InsideStore
+
+    store = InsideStore(path, allow_links=external_allowed())
     try:
-        return zarr.open(store=path, mode="r")
+        return zarr.open(store=store, mode="r")
     except Exception as exc:  # zarr raises many types for damaged metadata
         raise InputError(f"cannot open {path} as a Zarr store: {_one_line(exc)}") from None
 
@@ -85,7 +91,8 @@ def _arrays_under(group: Any) -> list[Any]:
     try:
         members = list(group.members(max_depth=None))
     except Exception as exc:
-        raise InputError(f"cannot list {group.store_path}: {_one_line(exc)}") from None
+        where = getattr(group.store, "root", group.store_path)
+        raise InputError(f"cannot list {where}: {_one_line(exc)}") from None
     arrays = [node for _name, node in members if _is_array(node)]
     return sorted(arrays, key=_node_path)
 
