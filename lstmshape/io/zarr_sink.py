@@ -24,12 +24,15 @@ attributes as `.h5` outputs: `source`, `operation`, `options` (JSON) and `versio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import signal
+import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -136,13 +139,19 @@ class ZarrSink(ArraySink):
         }
         fmt = self._plan.zarr_format
         if self._plan.mode == "new" and self._plan.key:
-            group = zarr.open_group(store=str(self._tmp), mode="w", zarr_format=fmt)
+            # Never "w" or overwrite: zarr would recreate the directory, and the lock that
+            # marks it as a live writer's would stay on the removed one.
+            group = zarr.open_group(store=str(self._tmp), mode="w-", zarr_format=fmt)
             return group.create_array(name=self._plan.key, **spec)
-        return zarr.create_array(store=str(self._tmp), overwrite=True, zarr_format=fmt, **spec)
+        return zarr.create_array(store=str(self._tmp), zarr_format=fmt, **spec)
 
     # -- ArraySink hooks -------------------------------------------------------
 
     def _write(self, start: int, block: np.ndarray, axis: int) -> None:
+        with _interrupts_deferred():
+            self._write_block(start, block, axis)
+
+    def _write_block(self, start: int, block: np.ndarray, axis: int) -> None:
         if self._array is None:
             extent = block.shape[axis] if self.shape else 0
             chunks = self._chunks or (
@@ -188,7 +197,7 @@ class ZarrSink(ArraySink):
             return self._tmp
         wrapper = self._make_temp()
         zarr = _zarr()
-        zarr.open_group(store=str(wrapper), mode="w", zarr_format=plan.zarr_format)
+        zarr.open_group(store=str(wrapper), mode="w-", zarr_format=plan.zarr_format)
         self._make_parents(wrapper, plan)
         self._tmp.chmod(_new_mode(0o777))
         self._tmp.rename(wrapper / plan.key)
@@ -221,6 +230,30 @@ class ZarrSink(ArraySink):
             shutil.rmtree(path, ignore_errors=True)
             os.close(fd)
         self._temps = []
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold an interrupt (SIGINT) back until zarr has finished writing a block.
+
+    zarr writes on its own event-loop thread; an interrupt would stop only the wait for it,
+    and writes still under way would recreate the temporary store after the sink removed
+    it. The interrupt is delivered as soon as the block is written (to the handler that was
+    in place), so the run still ends at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda _signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, caught[0])
+        elif caught and previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 
 def _has_consolidated_metadata(store: Path) -> bool:
