@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from lstmshape.errors import InputError
+from lstmshape.limits import refuse_over_memory
 from lstmshape.masks import Layout, MaskSpec, PadSide, build_validity, check_one_source
 from lstmshape.refs import ArrayRef
-from lstmshape.report import format_bytes
 from lstmshape.sources import open_sources, parts_of
 
 # Below this size a mask or lengths array is read and checked in full (the messages say
@@ -100,18 +100,6 @@ def _refuse_unread(source: Any, what: str, values: int | None) -> None:
             f"the data needs {values}"
         )
     refuse_over_memory(source, f"{what} {source.info.ref}", "it is read whole")
-
-
-def refuse_over_memory(source: Any, what: str, why: str) -> None:
-    """Refuse a source that is read whole when it holds more than LSTMSHAPE_MAX_MEMORY."""
-    from lstmshape.io import memory_limit
-
-    limit = memory_limit()
-    if source.nbytes > limit:
-        raise InputError(
-            f"{what} holds {format_bytes(source.nbytes)}; {why}, and at most "
-            f"{format_bytes(limit)} is read into memory at once (LSTMSHAPE_MAX_MEMORY)"
-        )
 
 
 def parse_float(text: str, option: str) -> float:

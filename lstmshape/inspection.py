@@ -553,14 +553,23 @@ def detect_lengths(
     return (x_ntf.shape[1] - run).astype(np.intp)
 
 
+def _first_axis_entry(ndim: int, layout: str) -> str:
+    """What one index along the first axis is, in words (inspect reads whole ones)."""
+    if ndim != 3:
+        return "row"
+    return "timestep" if layout == "tnf" else "sample"
+
+
 def inspect_refs(refs: Iterable[ArrayRef], *, layout: str = "ntf") -> list[dict[str, Any]]:
     """The inspect report of every array behind `refs` (each array of a file without KEY)."""
     from lstmshape import io
+    from lstmshape.limits import refuse_huge_reads
 
     reports = []
     for ref in refs:
         for info in io.list_arrays(ref):
             with io.open_array(info.ref) as source:
+                refuse_huge_reads(source, 0, _first_axis_entry(len(source.shape), layout))
                 report = inspect_array(source, layout=layout).to_dict()
             report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
             if info.format == "h5" and ref.key is None:

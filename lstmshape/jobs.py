@@ -51,10 +51,12 @@ def reduce_job(input_ref: ArrayRef, mask: MaskRequest, **options: Any) -> Job:
 def _last_step_warnings(source: Any, plan: Plan) -> list[str]:
     """Look at the first few MB of samples for trailing padding that `last` would return."""
     from lstmshape.blocks import rows_per_block
+    from lstmshape.limits import refuse_huge_reads
     from lstmshape.masks import padding_warning
     from lstmshape.plan import as_ntf
 
     shape_ntf = ntf_shape(plan.in_shape, plan.layout, command="reduce")
+    refuse_huge_reads(source, 1 if plan.layout == "tnf" else 0)
     rows = min(
         shape_ntf[0], rows_per_block(shape_ntf, source.dtype.itemsize, _WARNING_SAMPLE_BYTES)
     )

@@ -14,7 +14,8 @@ from typing import Any
 
 from lstmshape import engines
 from lstmshape.errors import InputError
-from lstmshape.inputs import MaskRequest, refuse_over_memory
+from lstmshape.inputs import MaskRequest
+from lstmshape.limits import refuse_large_output, refuse_over_memory
 from lstmshape.masks import MaskSpec
 from lstmshape.plan import Plan, as_ntf, with_basis
 from lstmshape.refs import ArrayRef, parse_ref
@@ -167,8 +168,11 @@ def _stream(
 ) -> Any:
     from lstmshape import io
 
-    may_fail_late = plan.nan_policy != "propagate" or (
-        plan.rejects_empty and job.spec.validity is None
+    # A stream on standard input shows it was cut short only when it ends.
+    may_fail_late = (
+        plan.nan_policy != "propagate"
+        or (plan.rejects_empty and job.spec.validity is None)
+        or job.input_ref.is_stdio
     )
     with (
         progress(job.source.nbytes, plan.operation) as advance,
@@ -198,6 +202,7 @@ def _reshape(
     """reshape holds its whole input in memory (reduce, pool and project stream it)."""
     why = "reshape holds its whole input in memory (reduce, pool and project stream it)"
     refuse_over_memory(job.source, str(job.input_ref), why)
+    refuse_large_output(plan, why.replace("input", "output"))
     data = job.source.read_all()
     validity = None
     if plan.extra_name == "lengths":  # packing: the validity of the whole batch
@@ -227,6 +232,7 @@ def _fit_pca(job: Job, request: OutputRequest, engine: Any, progress: Progress) 
     bind it to the projection plan."""
     from lstmshape import io
 
+    io.rereadable(job.source)  # the projection reads it again
     with progress(job.source.nbytes, "fitting PCA") as advance:
         basis = engine.fit_pca(
             job.source,

@@ -103,8 +103,11 @@ def input_array(source: Any, layout: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES
     per chunk, every T and F whole; chunks never straddle two files)."""
     import dask.array as da
 
+    from lstmshape.limits import refuse_huge_reads
+
     ndim = len(source.shape)
     axis = 1 if layout == "tnf" and ndim == 3 else 0
+    refuse_huge_reads(source, axis)
     shape = tuple(int(s) for s in source.shape)
     shape_ntf = (shape[1], shape[0], *shape[2:]) if axis == 1 else shape
     rows = rows_per_block(shape_ntf, np.dtype(source.dtype).itemsize, chunk_bytes)

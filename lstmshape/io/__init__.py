@@ -20,7 +20,7 @@ from lstmshape.io.h5_links import allow_external, external_allowed
 from lstmshape.io.outputs import check_output, default_output_path
 from lstmshape.io.reading import list_arrays, load, open_array
 from lstmshape.io.sink import ArraySink
-from lstmshape.io.stdio import StdoutClosedError, silence_stdout
+from lstmshape.io.stdio import StdoutClosedError, rereadable, silence_stdout
 from lstmshape.io.writing import open_sink, save, save_members
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "memory_limit",
     "open_array",
     "open_sink",
+    "rereadable",
     "save",
     "save_members",
     "silence_stdout",
