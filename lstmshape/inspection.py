@@ -256,13 +256,35 @@ def _base_fields(shape: tuple[int, ...], dtype: np.dtype[Any]) -> dict[str, Any]
     }
 
 
-def _blocks(x: Sliceable, rows: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, block) along axis 0; a 0-d array is one block."""
+@dataclass(frozen=True)
+class Unwritten:
+    """A block that storage never wrote (it reads as `value` throughout), not read."""
+
+    shape: tuple[int, ...]
+    value: Any
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+Block = np.ndarray | Unwritten
+
+
+def _blocks(x: Sliceable, rows: int) -> Iterator[tuple[int, Block]]:
+    """(start, block) along axis 0; a 0-d array is one block. Blocks the source says were
+    never written (`unwritten`, e.g. HDF5 chunks never allocated) are not read."""
     if len(x.shape) == 0:
         yield 0, _read(x, None)
         return
+    unwritten = getattr(x, "unwritten", None)
     for start in range(0, x.shape[0], rows):
-        yield start, _read(x, slice(start, start + rows))
+        stop = min(start + rows, x.shape[0])
+        fill = unwritten(start, stop) if unwritten is not None else None
+        if fill is not None:
+            yield start, Unwritten((stop - start, *x.shape[1:]), fill)
+        else:
+            yield start, _read(x, slice(start, stop))
 
 
 def _read(x: Any, rows: slice | None) -> np.ndarray:
@@ -283,12 +305,16 @@ def _count_nonfinite(x: Sliceable, rows: int, dtype: np.dtype[Any]) -> tuple[int
     return nan, inf
 
 
-def nonfinite_counts(block: np.ndarray) -> tuple[int, int]:
+def nonfinite_counts(block: Block) -> tuple[int, int]:
     """(NaN count, Inf count) of a float block; one pass when everything is finite.
 
     >>> nonfinite_counts(np.array([1.0, np.nan, -np.inf, np.inf]))
     (1, 2)
     """
+    if isinstance(block, Unwritten):
+        one = np.asarray(block.value)
+        nan, inf = nonfinite_counts(one.reshape(1)) if one.dtype.kind in "fc" else (0, 0)
+        return nan * block.size, inf * block.size
     if block.dtype.kind not in "fc":
         return 0, 0
     nonfinite = block.size - int(np.count_nonzero(np.isfinite(block)))
@@ -324,7 +350,13 @@ def _inspect_3d(
     for start, block in _blocks(x, rows):
         block_nan, block_inf = nonfinite_counts(block)
         nan, inf = nan + block_nan, inf + block_inf
-        if layout == "tnf":
+        if isinstance(block, Unwritten):
+            count = block.shape[0]
+            if layout == "tnf":
+                scan.update_constant(slice(0, n), count, block.value, f, t0=start)
+            else:
+                scan.update_constant(slice(start, start + count), t, block.value, f)
+        elif layout == "tnf":
             scan.update(slice(0, n), block.transpose(1, 0, 2), t0=start, has_nan=nan > 0)
         else:
             scan.update(slice(start, start + len(block)), block, t0=0, has_nan=nan > 0)
@@ -401,6 +433,38 @@ class RunScan:
         self._update_lead(rows, constant & cmp(values, self.lead_val[rows, None]))
         self._update_trail(rows, constant, values, t0, cmp)
         self._update_repeat(rows, np.all(cmp(block, block[:, -1:]), axis=-1), block, t0, cmp)
+
+    def update_constant(
+        self, rows: slice, steps: int, value: Any, features: int, t0: int = 0
+    ) -> None:
+        """What `update` does with a block of `steps` steps t0.. of samples `rows` that hold
+        `value` in every feature (storage never written), without building the block.
+
+        >>> a, b = (RunScan(2, np.dtype(float), carry=True) for _ in range(2))
+        >>> a.update(slice(0, 2), np.zeros((2, 3, 4))); b.update_constant(slice(0, 2), 3, 0.0, 4)
+        >>> [a.lead_len.tolist(), a.trail_len.tolist()] == [b.lead_len.tolist(), [3, 3]]
+        True
+        """
+        if steps == 0:
+            return
+        count = len(range(*rows.indices(self.lead_len.size)))
+        filled = np.full(count, value, self.lead_val.dtype)
+        if t0 == 0:
+            self.lead_val[rows] = filled
+        same = _same(self.lead_val[rows], filled)
+        self.lead_len[rows] += np.where(self.lead_open[rows] & same, steps, 0)
+        self.lead_open[rows] &= same
+        trail, repeat = np.full(count, steps, np.intp), np.full(count, steps, np.intp)
+        if t0 > 0:
+            joins = (self.trail_len[rows] > 0) & _same(self.trail_val[rows], filled)
+            trail = np.where(joins, self.trail_len[rows] + steps, trail)
+            if self._last_step is not None:
+                repeats = np.all(_same(self._last_step, filled[:, None]), axis=-1)
+                repeat = np.where(repeats, self.rep_len[rows] + steps, repeat)
+        self.trail_len[rows], self.trail_val[rows] = trail, filled
+        self.rep_len[rows] = repeat
+        if self.carry:
+            self._last_step = np.full((count, features), value, self.lead_val.dtype)
 
     def _update_lead(self, rows: slice, run: np.ndarray) -> None:
         steps = leading_true(run)
@@ -567,10 +631,10 @@ def inspect_refs(refs: Iterable[ArrayRef], *, layout: str = "ntf") -> list[dict[
 
     reports = []
     for ref in refs:
-        for info in io.list_arrays(ref):
-            with io.open_array(info.ref) as source:
-                refuse_huge_reads(source, 0, _first_axis_entry(len(source.shape), layout))
-                report = inspect_array(source, layout=layout).to_dict()
+        for source in io.iter_arrays(ref):
+            info = source.info
+            refuse_huge_reads(source, 0, _first_axis_entry(len(source.shape), layout))
+            report = inspect_array(source, layout=layout).to_dict()
             report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
             if info.format == "h5" and ref.key is None:
                 report["file_tree_of"] = info.ref.path

@@ -18,7 +18,7 @@ is used.
 from lstmshape.io.base import ArrayInfo, ArraySource, memory_limit
 from lstmshape.io.h5_links import allow_external, external_allowed
 from lstmshape.io.outputs import check_output, default_output_path
-from lstmshape.io.reading import list_arrays, load, open_array
+from lstmshape.io.reading import iter_arrays, list_arrays, load, open_array
 from lstmshape.io.sink import ArraySink
 from lstmshape.io.stdio import StdoutClosedError, rereadable, silence_stdout
 from lstmshape.io.writing import open_sink, save, save_members
@@ -32,6 +32,7 @@ __all__ = [
     "check_output",
     "default_output_path",
     "external_allowed",
+    "iter_arrays",
     "list_arrays",
     "load",
     "memory_limit",

@@ -280,11 +280,13 @@ class ArraySource:
         data: Any,
         close: Callable[[], None] | None = None,
         reader: Reader | None = None,
+        unwritten: Callable[[int, int], Any] | None = None,
     ) -> None:
         self.info = info
         self._data = data  # an ndarray/np.memmap, an h5py.Dataset, or None: read via reader
         self._close = close
         self._reader = reader
+        self._unwritten = unwritten
         self._closed = False
 
     @property
@@ -295,6 +297,11 @@ class ArraySource:
     @property
     def shape(self) -> tuple[int, ...]:
         return self.info.shape
+
+    def unwritten(self, start: int, stop: int) -> Any:
+        """The fill value when indices `start:stop` along axis 0 were never written (storage
+        that holds no bytes for them: they read as that value), else None."""
+        return None if self._unwritten is None else self._unwritten(start, stop)
 
     @property
     def dtype(self) -> np.dtype[Any]:

@@ -8,6 +8,8 @@ pickled (object) arrays are refused before any of their bytes are interpreted.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from lstmshape.io.base import (
@@ -19,9 +21,9 @@ from lstmshape.io.base import (
     _format_of,
     _is_zarr,
 )
-from lstmshape.io.h5 import _list_h5, _open_h5
+from lstmshape.io.h5 import _iter_h5, _list_h5, _open_h5
 from lstmshape.io.npy import _open_npy
-from lstmshape.io.npz import _list_npz, _open_npz
+from lstmshape.io.npz import _iter_npz, _list_npz, _open_npz
 from lstmshape.io.stdio import _open_stdin
 from lstmshape.io.zarr import _list_zarr, _open_zarr
 
@@ -82,3 +84,24 @@ def list_arrays(path: RefLike) -> list[ArrayInfo]:
     if fmt == "npz":
         return _list_npz(ref)
     return _list_h5(ref)
+
+
+def iter_arrays(path: RefLike) -> Iterator[ArraySource]:
+    """Every array `list_arrays` lists, opened in turn: an `.h5` or `.npz` file is opened
+    once for all of them (opening it again per array would cost the square of their
+    number). Each source is closed when the next one is asked for.
+
+    >>> import tempfile, pathlib; d = pathlib.Path(tempfile.mkdtemp())
+    >>> np.savez(d / "r.npz", a=np.zeros(2), b=np.ones((2, 3)))
+    >>> [(src.info.ref.key, src.shape) for src in iter_arrays(str(d / "r.npz"))]
+    [('a', (2,)), ('b', (2, 3))]
+    """
+    ref = _as_ref(path)
+    fmt = "npy" if ref.is_stdio or _is_zarr(ref) else _format_of(ref)
+    if fmt in ("npz", "h5"):
+        _check_input_file(ref.path)
+        yield from (_iter_npz if fmt == "npz" else _iter_h5)(ref)
+        return
+    for info in list_arrays(ref):
+        with open_array(info.ref) as source:
+            yield source
