@@ -44,6 +44,7 @@ class OutputRequest:
     engine: str = "inprocess"
     scheduler: str | None = None
     workers: int | None = None
+    connect_timeout: float | None = None  # seconds to reach --scheduler; None: the default
 
     def __post_init__(self) -> None:
         engines.check_choice(self.engine, self.scheduler, self.workers)
