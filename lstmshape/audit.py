@@ -138,6 +138,9 @@ def sample_findings(
     rows = min(n, rows_per_block((n, t, f), source.dtype.itemsize, SAMPLE_BYTES))
     if rows == 0 or t == 0:
         return []
+    from lstmshape.limits import refuse_huge_reads
+
+    refuse_huge_reads(source, 1 if plan.layout == "tnf" else 0)
     sample = as_ntf(source.read(0, rows, axis=1 if plan.layout == "tnf" else 0), plan.layout)
     validity = spec.for_block(sample, 0, rows)
     accumulator = PaddingAudit(audit)

@@ -44,7 +44,6 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from lstmshape.errors import InputError
 from lstmshape.io.blocks import Joined, Reader, aligned_buffer
 from lstmshape.masks import Layout, MaskSpec
 from lstmshape.validity import Validity
@@ -95,32 +94,28 @@ _MIN_SAMPLE_BYTES = 64
 
 
 def _block_step(source: Any, axis: int, n: int, chunk_bytes: int) -> int:
-    """Samples per block: about `chunk_bytes`, rounded to whole stored chunks when chunked."""
+    """Samples per block: about `chunk_bytes`, rounded to whole stored chunks when chunked.
+    A sample or a stored chunk that alone does not fit in memory is refused first."""
+    from lstmshape.limits import refuse_huge_chunk_rows, refuse_huge_reads
+
+    refuse_huge_reads(source, axis)
     per_sample = source.dtype.itemsize * math.prod(source.shape) // max(n, 1)
     shape_ntf = (n, *(size for i, size in enumerate(source.shape) if i != axis))
     step = rows_per_block(shape_ntf, source.dtype.itemsize, chunk_bytes)
-    reader = reader_of(source)
-    unit = reader.align(axis) if reader is not None else 1
+    unit = _stored_unit(source, axis)
     if unit > 1:
-        _refuse_huge_chunks(source, unit, per_sample)
+        refuse_huge_chunk_rows(source, unit, per_sample)
     return max(unit, step // unit * unit) if unit > 1 else step
 
 
-def _refuse_huge_chunks(source: Any, unit: int, per_sample: int) -> None:
-    """Blocks are rounded up to whole stored chunks; refuse chunks so long along N that one
-    such block would not fit in memory (a chunk spanning every sample of a huge or
-    decompression-bomb dataset), rather than reading it all at once."""
-    from lstmshape.io import memory_limit
-
-    need, limit = unit * per_sample, memory_limit()
-    if need > limit:
-        info = getattr(source, "info", None)
-        name = info.ref if info is not None else "the input"
-        raise InputError(
-            f"{name} is stored in chunks of {unit} samples ({need / 2**20:.0f} MiB of data "
-            f"each), more than the {limit / 2**20:.0f} MiB that is read into memory at once "
-            "(LSTMSHAPE_MAX_MEMORY); rechunk it along N (h5repack -l) or raise the limit"
-        )
+def _stored_unit(source: Any, axis: int) -> int:
+    """The storage unit along `axis`: the reader's, or the stored chunks' (Zarr sources,
+    read by slicing, decompress whole chunks)."""
+    reader = reader_of(source)
+    if reader is not None:
+        return reader.align(axis)
+    chunks = getattr(getattr(source, "info", None), "chunks", None)
+    return int(chunks[axis]) if chunks and len(chunks) > axis and chunks[axis] > 0 else 1
 
 
 def _buffered_blocks(

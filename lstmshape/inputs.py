@@ -15,11 +15,11 @@ import numpy as np
 
 from lstmshape import padding
 from lstmshape.errors import InputError
+from lstmshape.limits import refuse_over_memory
 from lstmshape.masks import Layout, MaskSpec, PadSide, build_validity, check_one_source
 from lstmshape.padding import Detection
 from lstmshape.refs import ArrayRef
 from lstmshape.sources import describe_matches, open_sources, parts_of
-from lstmshape.units import format_bytes
 
 #: `--lengths auto` decides the padding on about this many bytes of the first samples.
 AUTO_SAMPLE_BYTES = 16 * 2**20
@@ -139,6 +139,9 @@ def _detect_first(source: Any, layout: Layout, shape_ntf: tuple[int, ...]) -> De
     if len(shape_ntf) != 3:
         raise InputError("--lengths auto needs 3-D data (N, T, F)")
     rows = min(shape_ntf[0], rows_per_block(shape_ntf, source.dtype.itemsize, AUTO_SAMPLE_BYTES))
+    from lstmshape.limits import refuse_huge_reads
+
+    refuse_huge_reads(source, 1 if layout == "tnf" else 0)
     sample = as_ntf(np.asarray(source.read(0, rows, axis=1 if layout == "tnf" else 0)), layout)
     detected = padding.infer(padding.summarise(sample, exact=True))
     if detected.kind == "none" or not np.any(detected.padded | detected.empty):
@@ -187,18 +190,6 @@ def _refuse_unread(source: Any, what: str, values: int | None) -> None:
             f"the data needs {values}"
         )
     refuse_over_memory(source, f"{what} {source.info.ref}", "it is read whole")
-
-
-def refuse_over_memory(source: Any, what: str, why: str) -> None:
-    """Refuse a source that is read whole when it holds more than LSTMSHAPE_MAX_MEMORY."""
-    from lstmshape.io import memory_limit
-
-    limit = memory_limit()
-    if source.nbytes > limit:
-        raise InputError(
-            f"{what} holds {format_bytes(source.nbytes)}; {why}, and at most "
-            f"{format_bytes(limit)} is read into memory at once (LSTMSHAPE_MAX_MEMORY)"
-        )
 
 
 def parse_float(text: str, option: str) -> float:

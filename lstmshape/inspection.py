@@ -237,13 +237,35 @@ def _base_fields(shape: tuple[int, ...], dtype: np.dtype[Any]) -> dict[str, Any]
     }
 
 
-def _blocks(x: Sliceable, rows: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, block) along axis 0; a 0-d array is one block."""
+@dataclass(frozen=True)
+class Unwritten:
+    """A block that storage never wrote (it reads as `value` throughout), not read."""
+
+    shape: tuple[int, ...]
+    value: Any
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+Block = np.ndarray | Unwritten
+
+
+def _blocks(x: Sliceable, rows: int) -> Iterator[tuple[int, Block]]:
+    """(start, block) along axis 0; a 0-d array is one block. Blocks the source says were
+    never written (`unwritten`, e.g. HDF5 chunks never allocated) are not read."""
     if len(x.shape) == 0:
         yield 0, _read(x, None)
         return
+    unwritten = getattr(x, "unwritten", None)
     for start in range(0, x.shape[0], rows):
-        yield start, _read(x, slice(start, start + rows))
+        stop = min(start + rows, x.shape[0])
+        fill = unwritten(start, stop) if unwritten is not None else None
+        if fill is not None:
+            yield start, Unwritten((stop - start, *x.shape[1:]), fill)
+        else:
+            yield start, _read(x, slice(start, stop))
 
 
 def _read(x: Any, rows: slice | None) -> np.ndarray:
@@ -264,12 +286,16 @@ def _count_nonfinite(x: Sliceable, rows: int, dtype: np.dtype[Any]) -> tuple[int
     return nan, inf
 
 
-def nonfinite_counts(block: np.ndarray) -> tuple[int, int]:
+def nonfinite_counts(block: Block) -> tuple[int, int]:
     """(NaN count, Inf count) of a float block; one pass when everything is finite.
 
     >>> nonfinite_counts(np.array([1.0, np.nan, -np.inf, np.inf]))
     (1, 2)
     """
+    if isinstance(block, Unwritten):
+        one = np.asarray(block.value)
+        nan, inf = nonfinite_counts(one.reshape(1)) if one.dtype.kind in "fc" else (0, 0)
+        return nan * block.size, inf * block.size
     if block.dtype.kind not in "fc":
         return 0, 0
     nonfinite = block.size - int(np.count_nonzero(np.isfinite(block)))
@@ -306,6 +332,8 @@ def _inspect_3d(
     for _, block in _blocks(x, rows):
         block_nan, block_inf = nonfinite_counts(block)
         nan, inf = nan + block_nan, inf + block_inf
+        if isinstance(block, Unwritten):  # never written: a zero-stride view, nothing read
+            block = np.broadcast_to(np.asarray(block.value, dtype), block.shape)
         if scan is not None:
             scan.add(block.transpose(1, 0, 2))
         else:

@@ -17,7 +17,8 @@ import numpy as np
 from lstmshape import engines, gather
 from lstmshape.audit import PaddingAudit, audit_spec, sample_findings
 from lstmshape.errors import InputError
-from lstmshape.inputs import MaskRequest, refuse_over_memory
+from lstmshape.inputs import MaskRequest
+from lstmshape.limits import refuse_large_output, refuse_over_memory
 from lstmshape.masks import MaskSpec
 from lstmshape.plan import Plan, as_ntf, with_basis
 from lstmshape.plan.dims import extra_dims, output_dims
@@ -47,6 +48,7 @@ class OutputRequest:
     engine: str = "inprocess"
     scheduler: str | None = None
     workers: int | None = None
+    connect_timeout: float | None = None  # seconds to reach --scheduler; None: the default
 
     def __post_init__(self) -> None:
         engines.check_choice(self.engine, self.scheduler, self.workers)
@@ -252,6 +254,8 @@ def _stream(
 
     may_fail_late = request.strict or plan.nan_policy != "propagate"
     may_fail_late |= plan.rejects_empty and job.spec.validity is None
+    # A stream on standard input shows it was cut short only when it ends.
+    may_fail_late |= job.input_ref.is_stdio
     # A gather reads too little to audit, and the dask engine's blocks stay on its workers:
     # both audit their first samples here instead.
     sampled = request.engine == "dask" or gather.can_gather(job.source, plan, job.spec)
@@ -300,6 +304,7 @@ def _reshape(
     """reshape holds its whole input in memory (reduce, pool and project stream it)."""
     why = "reshape holds its whole input in memory (reduce, pool and project stream it)"
     refuse_over_memory(job.source, str(job.input_ref), why)
+    refuse_large_output(plan, why.replace("input", "output"))
     data = job.source.read_all()
     validity = None
     if data.ndim == 3 and plan.options["to"] != "padded":
@@ -330,6 +335,9 @@ def _save(
 def _fit_pca(job: Job, request: OutputRequest, engine: Any, progress: Progress) -> tuple[Plan, Any]:
     """The first pass of --pca: fit the basis on the valid steps and bind it to the
     projection plan (the second pass); returns the plan and the basis."""
+    from lstmshape import io
+
+    io.rereadable(job.source)  # the projection reads it again
     with progress(job.source.nbytes, "pass 1 of 2: fitting PCA") as advance:
         basis = engine.fit_pca(
             job.source,

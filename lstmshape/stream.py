@@ -8,6 +8,7 @@ sample gives the same result streamed as in memory (`lstmshape.blocks` reads the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,7 @@ def run_plan(
     """
     if spec.validity is not None:
         plan.check_empty(spec.validity)  # fail before reading any data
+    chunk_bytes = _output_bounded(source, plan, chunk_bytes)
     tally = RunTally()
     if gather.can_gather(source, plan, spec):
         _run_gather(source, plan, spec, sink, tally, chunk_bytes, on_block)
@@ -77,6 +79,22 @@ def fit_pca(
     for _start, _stop, x_ntf, validity in blocks:
         accumulator.update(x_ntf, None if validity.is_all_valid else validity)
     return accumulator.finish(k)
+
+
+def _output_bounded(source: BlockReader, plan: Plan, chunk_bytes: int) -> int:
+    """`chunk_bytes` for input blocks whose output blocks stay about `chunk_bytes` too (a
+    projection to many more features makes more output than it reads); an output of
+    one sample that alone does not fit in memory is refused."""
+    from lstmshape.limits import output_bytes_per_sample, refuse_huge_sample_output
+
+    axis = 1 if plan.layout == "tnf" and len(source.shape) == 3 else 0
+    n = source.shape[axis] if source.shape else 1
+    refuse_huge_sample_output(plan, n)
+    in_sample = source.dtype.itemsize * math.prod(source.shape) // max(n, 1)
+    out_sample = output_bytes_per_sample(plan, n)
+    if out_sample <= in_sample or in_sample == 0:
+        return chunk_bytes
+    return max(1, chunk_bytes * in_sample // out_sample)
 
 
 def join_extras(plan: Plan, extras: list[Array]) -> Array | None:

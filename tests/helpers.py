@@ -47,9 +47,16 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 
 def peak_rss(
-    args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+    args: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    stdin: Any = None,
+    timeout: float = 120,
 ) -> tuple[int, str, int]:
-    """(exit code, stderr, peak resident set in bytes) of the command `args`."""
+    """(exit code, stderr, peak resident set in bytes) of the command `args`; `stdin` is
+    handed to it (a file or a pipe), and a command still running after `timeout` seconds
+    fails the test."""
     if not hasattr(os, "wait4") or not hasattr(os, "fork"):
         pytest.skip("os.fork and os.wait4 are needed to read a child's peak RSS")
     read_end, write_end = os.pipe()
@@ -60,7 +67,8 @@ def peak_rss(
             env=env,
             pass_fds=(write_end,),
             capture_output=True,
-            timeout=120,
+            stdin=stdin,
+            timeout=timeout,
         )
         os.close(write_end)
         write_end = -1

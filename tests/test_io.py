@@ -25,7 +25,7 @@ from helpers import ROOT, assert_bitwise, evil_array, load_npy_bytes, npy_bytes,
 from lstmshape import io
 from lstmshape._version import __version__
 from lstmshape.errors import InputError, OutputError
-from lstmshape.io import atomic
+from lstmshape.io import atomic, sidefiles
 from lstmshape.refs import ArrayRef
 
 IN_FORMATS = ["npy", "npz", "npz-compressed", "h5", "stdin"]
@@ -568,7 +568,7 @@ def test_a_refused_temporary_file_is_an_output_error(
     def denied(**_: Any) -> None:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr(atomic.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(sidefiles.tempfile, "mkstemp", denied)
     for ref in ("x.npy", "x.npz:a", "x.h5:/a"):
         with pytest.raises(OutputError) as info:
             io.save(np.ones(2), ref)

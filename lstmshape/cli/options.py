@@ -242,10 +242,18 @@ engine_options = stack(
         default=None,
         help="With --engine dask: start a local cluster of K worker processes.",
     ),
+    click.option(
+        "--connect-timeout",
+        metavar="SECONDS",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        show_default="10",
+        help="With --scheduler: how long to try reaching it before giving up.",
+    ),
 )
 
 _OUTPUT_NAMES = ("output_ref", "force", "dry_run", "strict", "chunk_mb", "as_json")
-_ENGINE_NAMES = ("engine", "scheduler", "workers")
+_ENGINE_NAMES = ("engine", "scheduler", "workers", "connect_timeout")
 _MASK_NAMES = ("layout", "mask_ref", "lengths_ref", "mask_value", "pad_side")
 
 

@@ -62,7 +62,11 @@ def open_engine(request: Any) -> Iterator[Any]:
         raise InputError(
             f"--engine dask needs the dask extra: pip install 'lstmshape[dask]' ({error})"
         ) from None
-    with dask_engine.Session(scheduler=request.scheduler, workers=request.workers) as session:
+    with dask_engine.Session(
+        scheduler=request.scheduler,
+        workers=request.workers,
+        connect_timeout=request.connect_timeout,
+    ) as session:
         yield SimpleNamespace(
             run_plan=partial(dask_engine.run_plan, session=session),
             fit_pca=partial(dask_engine.fit_pca, session=session),

@@ -38,6 +38,7 @@ from lstmshape.blocks import DEFAULT_CHUNK_BYTES
 from lstmshape.checks import RunTally
 from lstmshape.engines.dask_inputs import input_array
 from lstmshape.engines.dask_session import Session
+from lstmshape.limits import refuse_huge_sample_output
 from lstmshape.masks import MaskSpec
 from lstmshape.plan import Plan
 from lstmshape.strategies.pca import PcaAccumulator, PcaBasis
@@ -168,6 +169,8 @@ def run_plan(
     Returns the (N, T') output mask of windowed pooling, or None.
     """
     layout = plan.layout if len(plan.in_shape) == 3 else "ntf"
+    shape = plan.in_shape
+    refuse_huge_sample_output(plan, shape[1] if layout == "tnf" else shape[0] if shape else 1)
     x_ntf = input_array(source, layout, chunk_bytes)
     n_chunks = x_ntf.chunks[0]
     if spec.validity is not None:

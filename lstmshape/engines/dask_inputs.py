@@ -69,8 +69,8 @@ def _part_array(ref: ArrayRef, part: Any, axis: int, rows: int) -> Any:
     if getattr(part.info, "format", None) == "zarr":
         rows = _zarr_rows(rows, part.info.chunks, axis)
         chunks = tuple(rows if i == axis else max(s, 1) for i, s in enumerate(shape))
-        key = (ref.key or "").strip("/") or None
-        return da.from_zarr(ref.path, component=key, chunks=chunks, inline_array=True)
+        # The array opened through lstmshape's store: links inside it are checked as here.
+        return da.from_zarr(part.array, chunks=chunks, inline_array=True)
     chunks = tuple(rows if i == axis else max(s, 1) for i, s in enumerate(shape))
     try:
         stamp = Path(ref.path).stat().st_mtime_ns
@@ -103,8 +103,11 @@ def input_array(source: Any, layout: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES
     per chunk, every T and F whole; chunks never straddle two files)."""
     import dask.array as da
 
+    from lstmshape.limits import refuse_huge_reads
+
     ndim = len(source.shape)
     axis = 1 if layout == "tnf" and ndim == 3 else 0
+    refuse_huge_reads(source, axis)
     shape = tuple(int(s) for s in source.shape)
     shape_ntf = (shape[1], shape[0], *shape[2:]) if axis == 1 else shape
     rows = rows_per_block(shape_ntf, np.dtype(source.dtype).itemsize, chunk_bytes)

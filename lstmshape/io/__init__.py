@@ -21,9 +21,9 @@ from typing import Any
 
 from lstmshape.io.base import ArrayInfo, ArraySource, memory_limit
 from lstmshape.io.h5_links import allow_external, external_allowed
-from lstmshape.io.reading import list_arrays, load, open_array
+from lstmshape.io.reading import iter_arrays, list_arrays, load, open_array
 from lstmshape.io.sink import ArraySink
-from lstmshape.io.stdio import StdoutClosedError, silence_stdout
+from lstmshape.io.stdio import StdoutClosedError, rereadable, silence_stdout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,12 +62,14 @@ __all__ = [
     "check_output",
     "default_output_path",
     "external_allowed",
+    "iter_arrays",
     "list_arrays",
     "load",
     "memory_limit",
     "open_array",
     "open_sink",
     "paired_bias",
+    "rereadable",
     "save",
     "save_members",
     "silence_stdout",

@@ -6,8 +6,9 @@ changes the copy and renames it over the original, so the original is either unt
 wholly replaced, never half-written (an HDF5 file that is modified in place can be left
 unreadable by a crash). The price is a copy of the existing file.
 
-Writers of one target take a short lock (`_TargetLock`) to create their temporary files and
-to publish; temporary files of killed writers are removed by the next one. A published file
+Writers of one target take a short lock (`sidefiles._TargetLock`) to create their temporary
+files and to publish; temporary files of killed writers are removed by the next one. When the
+target is a symlink to a file, that file is written (the link stays). A published file
 gets the mode `open()` would give (or keeps the mode of the file it replaces), and the
 rename is made durable. HDF5 and Zarr outputs carry provenance attributes.
 """
@@ -20,8 +21,6 @@ import json
 import os
 import re
 import shutil
-import stat
-import tempfile
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -33,13 +32,9 @@ import numpy as np
 from lstmshape._version import __version__
 from lstmshape.errors import InputError, OutputError
 from lstmshape.io.base import Format, RefLike, _as_ref, _os_reason
+from lstmshape.io.sidefiles import _remove_stale_temps, _TargetLock, make_temp
 from lstmshape.io.sink import ArraySink
 from lstmshape.refs import ArrayRef
-
-try:
-    import fcntl
-except ImportError:  # Windows: writers go unlocked (see _TargetLock)
-    fcntl = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -50,6 +45,12 @@ class _OutputPlan:
     format: Format
     append_to: Path | None  # an existing container whose other arrays are kept
     replace: bool  # whether publishing may replace an existing file
+    file: Path | None = None  # where the bytes go, when not at ref.path (a symlink's target)
+
+    @property
+    def path(self) -> Path:
+        """The file that is written: `ref.path`, or the file a symlink there names."""
+        return self.file or Path(self.ref.path)
 
 
 def _new_mode(full: int) -> int:
@@ -78,119 +79,6 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _lock_supported() -> bool:
-    return fcntl is not None
-
-
-class _TargetLock:
-    """An exclusive advisory lock for the writers of one target file (POSIX `flock`).
-
-    It is held for short moments only: while a writer creates its temporary files and clears
-    stale ones, and at commit, from re-reading the target through to the rename that replaces
-    it. So two writers adding KEYs to one container never copy the same old file and
-    replace it one after the other (the second would drop the first's dataset); their
-    computations still run side by side.
-
-    The lock lives on a sidecar `.NAME.lock` beside the target. The holder removes it before
-    letting go, and a waiter that then gets the lock on the removed file sees that the path
-    names another file (or none) and tries again, so no lock file stays behind and no two
-    writers ever hold it at once. A writer killed while holding it loses the lock with its
-    life; the next one finds the sidecar free and removes it.
-
-    HDF5's own file locks cannot do this: they guard a file while HDF5 has it open, and the
-    container is only ever opened in a private copy; and they fail instead of waiting.
-    Where `flock` is missing (Windows) or refused (some network file systems), writers go on
-    unlocked: each write stays atomic, but concurrent KEYs into one container can be lost.
-
-    Re-entrant within one sink: nested `with` blocks on the same object count.
-    """
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-        self.path = target.parent / f".{target.name}.lock"
-        self._fd: int | None = None
-        self._depth = 0
-
-    def __enter__(self) -> _TargetLock:
-        if self._depth == 0 and _lock_supported():
-            self._fd = self._acquire()
-        self._depth += 1
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._depth -= 1
-        if self._depth == 0 and self._fd is not None:
-            fd, self._fd = self._fd, None
-            with contextlib.suppress(OSError):  # another user's sidecar in a sticky directory
-                if _names_file(self.path, fd):
-                    self.path.unlink()
-            os.close(fd)  # releases the lock
-
-    def _acquire(self) -> int | None:
-        while True:
-            try:
-                # Read-only is enough for flock, and lets other users open an existing sidecar.
-                fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
-            except OSError as exc:  # an unwritable directory: the write itself would fail
-                raise OutputError(f"cannot write {self.target}: {_os_reason(exc)}") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError:  # no locks on this file system: write unlocked
-                os.close(fd)
-                return None
-            if _names_file(self.path, fd):
-                return fd
-            os.close(fd)  # the holder removed the sidecar as we waited: lock the new one
-
-
-def _names_file(path: Path, fd: int) -> bool:
-    """True when `path` still names the open file `fd`."""
-    try:
-        now = path.stat(follow_symlinks=False)
-    except OSError:
-        return False
-    held = os.fstat(fd)
-    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
-
-
-def _temp_pattern(target: Path) -> re.Pattern[str]:
-    """The names `tempfile.mkstemp` gives a writer's temporary files for `target`."""
-    return re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.(?:tmp|part)")
-
-
-def _remove_stale_temps(target: Path) -> None:
-    """Delete the temporary files that killed writers of `target` left behind.
-
-    A live writer holds a `flock` on each of its temporary files from the moment it made
-    them (under the target lock, which the caller holds); a killed one lost its locks with
-    its life. So a temporary file whose lock can be taken belongs to nobody.
-    """
-    if not _lock_supported():
-        return
-    pattern = _temp_pattern(target)
-    try:
-        paths = [path for path in target.parent.iterdir() if pattern.fullmatch(path.name)]
-    except OSError:
-        return
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # a live writer's (or a file system without locks: keep it)
-                continue
-            if _names_file(path, fd):
-                with contextlib.suppress(OSError):
-                    path.unlink()
-        finally:
-            os.close(fd)
 
 
 def _write_reason(exc: OSError) -> str:
@@ -225,7 +113,7 @@ class _FileSink(ArraySink):
         super().__init__(plan.ref, shape, dtype)
         self._plan = plan
         self._replan = replan or (lambda: plan)
-        self._path = Path(plan.ref.path)
+        self._path = plan.path
         self._extras = dict(extras or {})
         self._lock = _TargetLock(self._path)
         self._temps: dict[Path, int] = {}  # temporary file -> the fd holding its flock
@@ -245,16 +133,11 @@ class _FileSink(ArraySink):
         """A new temporary file beside the target, locked as long as this sink lives."""
         with self._lock:
             try:
-                fd, name = tempfile.mkstemp(
-                    dir=self._path.parent, prefix=f".{self._path.name}.", suffix=suffix
-                )
+                path, fd = make_temp(self._path, suffix)
             except OSError as exc:
                 raise self._failure(exc) from None
-            if _lock_supported():
-                with contextlib.suppress(OSError):
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self._temps[Path(name)] = fd
-            return Path(name)
+            self._temps[path] = fd
+            return path
 
     def _drop_temp(self, path: Path) -> None:
         """Delete a temporary file (before its lock goes, so no one else can take it)."""

@@ -185,15 +185,36 @@ def _pick(path: str, key: str | None, candidates: list[str], what: str = "arrays
     )
 
 
+def _file_kind(mode: int) -> str | None:
+    """What a file that is not a regular file is, in words (None for a regular file)."""
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
 def _check_input_file(path: str) -> None:
-    """Refuse a missing, unreadable, directory or empty input with a one-line message."""
+    """Refuse a missing, unreadable, empty input, or anything but a regular file, with a
+    one-line message. Only regular files are opened: a FIFO would block the run forever
+    and a device never ends (`-` is the way to read a stream)."""
     p = Path(path)
     try:
         st = p.stat()
-        if stat.S_ISDIR(st.st_mode):
+        kind = _file_kind(st.st_mode)
+        if kind == "a directory":
             raise InputError(f"{path} is a directory, not an array file")
-        with p.open("rb"):
-            pass
+        if kind is not None:
+            raise InputError(
+                f"{path} is {kind}, not a regular file; lstmshape reads only regular files "
+                "(pipe a .npy stream into - instead)"
+            )
+        os.close(os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
     except (FileNotFoundError, NotADirectoryError):
         raise InputError(f"{path} does not exist") from None
     except OSError as exc:
@@ -227,14 +248,29 @@ def _refuse_input_as_output(
 
 
 def _check_output_dir(ref: ArrayRef) -> Path:
-    """The output's path, refused when the directory it goes into is missing."""
+    """The output's path, refused when the directory it goes into is missing or its name is
+    longer than the file system allows."""
     target = Path(ref.path)
     parent = target.parent
     if not parent.exists():
         raise InputError(f"cannot write {ref.path}: directory {parent} does not exist")
     if not parent.is_dir():
         raise InputError(f"cannot write {ref.path}: {parent} is not a directory")
+    size, limit = len(os.fsencode(target.name)), _name_max(parent)
+    if size > limit:
+        raise InputError(
+            f"cannot write {ref.path}: its name is {size} bytes long; the file system takes "
+            f"names of at most {limit} bytes"
+        )
     return target
+
+
+def _name_max(directory: Path) -> int:
+    """The longest file name (in bytes) the file system of `directory` takes."""
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
 
 
 def _refuse_object_output(ref: ArrayRef, dtype: np.dtype[Any]) -> None:
@@ -281,11 +317,13 @@ class ArraySource:
         data: Any,
         close: Callable[[], None] | None = None,
         reader: Reader | None = None,
+        unwritten: Callable[[int, int], Any] | None = None,
     ) -> None:
         self.info = info
         self._data = data  # an ndarray/np.memmap, an h5py.Dataset, or None: read via reader
         self._close = close
         self._reader = reader
+        self._unwritten = unwritten
         self._closed = False
 
     @property
@@ -296,6 +334,11 @@ class ArraySource:
     @property
     def shape(self) -> tuple[int, ...]:
         return self.info.shape
+
+    def unwritten(self, start: int, stop: int) -> Any:
+        """The fill value when indices `start:stop` along axis 0 were never written (storage
+        that holds no bytes for them: they read as that value), else None."""
+        return None if self._unwritten is None else self._unwritten(start, stop)
 
     @property
     def dtype(self) -> np.dtype[Any]:

@@ -16,20 +16,15 @@ from typing import Any
 import numpy as np
 
 from lstmshape.errors import InputError
-from lstmshape.io.base import (
-    ArrayInfo,
-    ArraySource,
-    _listing,
-    _normalize_key,
-    _one_line,
-    _pick,
-    _refuse_objects,
-    _text,
+from lstmshape.io.base import ArrayInfo, ArraySource, _one_line, _text
+from lstmshape.io.h5_links import _refuse_external_data
+from lstmshape.io.h5_listing import (
+    _h5_dataset,
+    _h5_dataset_names,
+    _h5_get,
+    _h5_is_candidate,
 )
-from lstmshape.io.blocks import Reader
-from lstmshape.io.h5_links import _refuse_external_data, _refuse_external_links
-from lstmshape.io.h5_readers import ChunkedFile, H5Direct
-from lstmshape.io.npy import FileArray
+from lstmshape.io.h5_storage import _h5_reader, _h5_unwritten
 from lstmshape.refs import ArrayRef
 
 
@@ -42,31 +37,6 @@ def _open_h5_file(path: str) -> Any:
         if not h5py.is_hdf5(path):
             raise InputError(f"{path} is not an HDF5 file") from None
         raise InputError(f"cannot open {path}: {_one_line(exc)}") from None
-
-
-def _h5_is_candidate(obj: Any) -> bool:
-    return obj.shape is not None and not obj.dtype.hasobject
-
-
-def _h5_datasets(group: Any) -> list[Any]:
-    """Every dataset under `group`, in tree order."""
-    import h5py
-
-    found: list[Any] = []
-
-    def visit(_name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset):
-            found.append(obj)
-
-    try:
-        group.visititems(visit)
-    except (OSError, KeyError, RuntimeError) as exc:
-        raise InputError(f"cannot list {group.file.filename}: {_one_line(exc)}") from None
-    return found
-
-
-def _h5_candidates(group: Any) -> list[Any]:
-    return [d for d in _h5_datasets(group) if _h5_is_candidate(d)]
 
 
 def _plain(value: Any) -> Any:
@@ -169,42 +139,6 @@ class _LazyH5Attrs(Mapping[str, Any]):
         return repr(self._values()) if self._read is not None else "<attributes, unread>"
 
 
-def _h5_get(f: Any, ref: ArrayRef, key: str) -> Any:
-    _refuse_external_links(f, ref.path, key)
-    try:
-        obj = f.get(key)
-    except (KeyError, OSError, ValueError, RuntimeError) as exc:
-        raise InputError(f"cannot read {ref.path}:{key}: {_one_line(exc)}") from None
-    if obj is None:
-        names = [d.name for d in _h5_candidates(f)]
-        holds = f"it holds: {_listing(names)}" if names else "it holds no datasets"
-        raise InputError(f"{ref.path} has no dataset {key}; {holds}")
-    return obj
-
-
-def _h5_dataset(f: Any, ref: ArrayRef) -> tuple[str, Any]:
-    """The dataset `ref` names (KEY, or the only candidate) and its normalized KEY."""
-    import h5py
-
-    key = _normalize_key("h5", ref.key)
-    if key is None:
-        datasets = {d.name: d for d in _h5_candidates(f)}
-        key = _pick(ref.path, None, list(datasets))
-        return key, datasets[key]
-    obj = _h5_get(f, ref, key)
-    where = f"{ref.path}:{key}"
-    if isinstance(obj, h5py.Group):
-        names = [d.name for d in _h5_datasets(obj)]
-        inside = f"name a dataset in it: {_listing(names)}" if names else "it holds no datasets"
-        raise InputError(f"{where} is a group, not a dataset; {inside}")
-    if not isinstance(obj, h5py.Dataset):
-        raise InputError(f"{where} is not a dataset")
-    _refuse_objects(where, obj.dtype)
-    if obj.shape is None:
-        raise InputError(f"{where} holds no data (an empty dataspace)")
-    return key, obj
-
-
 def _open_h5(ref: ArrayRef) -> ArraySource:
     f = _open_h5_file(ref.path)
     try:
@@ -214,76 +148,39 @@ def _open_h5(ref: ArrayRef) -> ArraySource:
             # The file the data is in: another one when reached through an external link.
             reader = _h5_reader(dset.file.filename, dset, f"{ref.path}:{key}")
             info = _h5_info(ref.path, key, dset)
-        return ArraySource(info, dset, close=f.close, reader=reader)
+        return ArraySource(info, dset, close=f.close, reader=reader, unwritten=_h5_unwritten(dset))
     except BaseException:
         f.close()
         raise
 
 
-def _h5_raw_layout(dset: Any) -> str | None:
-    """'contiguous' or 'chunked' when the dataset's bytes can be read from the file as they
-    are (plain numbers, no filters, no external or virtual storage); None otherwise."""
-    from h5py import h5d
-
-    if dset.dtype.kind not in "biufc" or dset.size == 0 or dset.external or dset.is_virtual:
-        return None
-    plist = dset.id.get_create_plist()
-    if plist.get_nfilters():
-        return None
-    layout = plist.get_layout()
-    if layout == h5d.CONTIGUOUS and dset.id.get_offset() is not None:
-        return "contiguous"
-    return "chunked" if layout == h5d.CHUNKED else None
-
-
-def _h5_chunk_offsets(dset: Any, grid: tuple[int, ...]) -> np.ndarray:
-    """The byte offset of every chunk by grid position; -1 for chunks never written."""
-    offsets = np.full(grid, -1, dtype=np.int64)
-    chunks = dset.chunks
-
-    def visit(info: Any) -> None:
-        cell = tuple(c // k for c, k in zip(info.chunk_offset, chunks, strict=True))
-        offsets[cell] = info.byte_offset
-
-    if hasattr(dset.id, "chunk_iter"):
-        dset.id.chunk_iter(visit)
-    else:
-        for index in range(dset.id.get_num_chunks()):
-            visit(dset.id.get_chunk_info(index))
-    return offsets
-
-
-def _h5_reader(path: str, dset: Any, where: str) -> Reader:
-    """Plain positioned reads for unfiltered data (h5py holds the GIL and copies through
-    HDF5's own buffers); h5py's `read_direct` for everything else."""
-    shape = tuple(int(s) for s in dset.shape)
-    try:
-        layout = _h5_raw_layout(dset)
-    except (OSError, RuntimeError, ValueError, TypeError):
-        layout = None
-    if layout == "contiguous":
-        return FileArray(path, dset.id.get_offset(), shape, dset.dtype, where)
-    if layout == "chunked":
-        fill = dset.fillvalue
-        grid = tuple(-(-s // c) for s, c in zip(shape, dset.chunks, strict=True))
-        return ChunkedFile(
-            path,
-            shape,
-            dset.dtype,
-            dset.chunks,
-            lambda: _h5_chunk_offsets(dset, grid),
-            fill,
-            where,
-        )
-    return H5Direct(dset, where)
-
-
 def _list_h5(ref: ArrayRef) -> list[ArrayInfo]:
+    with _open_h5_file(ref.path) as f, _h5_damage(ref.path):
+        return [info for info, _dset in _h5_members(f, ref)]
+
+
+def _h5_members(f: Any, ref: ArrayRef) -> Iterator[tuple[ArrayInfo, Any]]:
+    """(info, dataset) of every candidate `ref` lists: the file's, a group's, or the one
+    dataset KEY names; each dataset is opened when its turn comes."""
     import h5py
 
+    group = f if ref.key is None else _h5_get(f, ref, "/" + ref.key.strip("/"))
+    if not isinstance(group, h5py.Group):
+        key, dset = _h5_dataset(f, ref)
+        yield _h5_info(ref.path, key, dset), dset
+        return
+    for name in _h5_dataset_names(group):
+        dset = f[name]
+        if _h5_is_candidate(dset):
+            yield _h5_info(ref.path, name, dset), dset
+
+
+def _iter_h5(ref: ArrayRef) -> Iterator[ArraySource]:
+    """Every candidate `ref` lists, opened in turn with the file opened once."""
     with _open_h5_file(ref.path) as f, _h5_damage(ref.path):
-        group = f if ref.key is None else _h5_get(f, ref, "/" + ref.key.strip("/"))
-        if not isinstance(group, h5py.Group):
-            key, dset = _h5_dataset(f, ref)
-            return [_h5_info(ref.path, key, dset)]
-        return [_h5_info(ref.path, d.name, d) for d in _h5_candidates(group)]
+        for info, dset in _h5_members(f, ref):
+            where = str(info.ref)
+            _refuse_external_data(f, where, dset)
+            reader = _h5_reader(dset.file.filename, dset, where)
+            with ArraySource(info, dset, reader=reader, unwritten=_h5_unwritten(dset)) as src:
+                yield src

@@ -46,13 +46,19 @@ def external_allowed() -> bool:
 
 def _h5_external_link(f: Any, key: str, depth: int = 0) -> str | None:
     """The first external link on the way to `key`, described, or None; soft links are
-    followed by their target paths, so nothing outside `f` is opened to find out."""
+    followed by their target paths, so nothing outside `f` is opened to find out.
+
+    Each step looks one name up in the group reached so far, so a KEY as deep as the file
+    allows costs one lookup per level (a lookup from the root per level would cost the
+    square of the depth).
+    """
     import h5py
 
-    here = ""
-    for part in (p for p in key.split("/") if p):
+    node, here = f, ""
+    parts = [p for p in key.split("/") if p]
+    for index, part in enumerate(parts):
         parent, here = here, f"{here}/{part}"
-        link = f.get(here, getlink=True)
+        link = node.get(part, getlink=True)
         if link is None:
             return None
         if isinstance(link, h5py.ExternalLink):
@@ -62,6 +68,11 @@ def _h5_external_link(f: Any, key: str, depth: int = 0) -> str | None:
             found = _h5_external_link(f, target, depth + 1)
             if found is not None:
                 return found
+        if index + 1 == len(parts):
+            return None
+        node = node.get(part)
+        if not isinstance(node, h5py.Group):  # a dataset (or a dangling soft link) midway
+            return None
     return None
 
 

@@ -42,8 +42,9 @@ from lstmshape.io.base import (
     _text,
     memory_limit,
 )
-from lstmshape.io.h5 import _H5_DAMAGE, _h5_candidates, _h5_damage
+from lstmshape.io.h5 import _H5_DAMAGE, _h5_damage
 from lstmshape.io.h5_links import _refuse_external_data, _refuse_external_links
+from lstmshape.io.h5_listing import _h5_candidates, _h5_dataset_names
 from lstmshape.io.h5_readers import H5Direct
 from lstmshape.io.npz import _ZIP_ERRORS, _zip_data_offset
 from lstmshape.refs import ArrayRef
@@ -223,7 +224,7 @@ def _inflated(zf: zipfile.ZipFile, path: str, info: zipfile.ZipInfo) -> Iterator
 
 
 def _weights(f: Any, layers: list[KerasLayer]) -> list[KerasWeight]:
-    paths = [_text(d.name).lstrip("/") for d in _h5_candidates(f)]
+    paths = [_text(name).lstrip("/") for name in _h5_candidates(f, _h5_dataset_names(f))]
     return [_weight_key(p, layers) for p in paths]
 
 

@@ -23,13 +23,13 @@ from lstmshape.errors import InputError
 from lstmshape.io.base import ArrayInfo, ArraySource, _listing, _normalize_key, _pick, _text
 from lstmshape.io.h5 import (
     _h5_damage,
-    _h5_datasets,
     _h5_get,
     _h5_is_candidate,
     _h5_reader,
     _LazyH5Attrs,
 )
 from lstmshape.io.h5_links import _refuse_external_data
+from lstmshape.io.h5_listing import _h5_dataset_names
 from lstmshape.refs import ArrayRef
 
 _DIMENSION_ONLY = b"This is a netCDF dimension but not a netCDF variable"
@@ -72,6 +72,11 @@ def _is_scale(dset: Any) -> bool:
 def _is_dimension_only(dset: Any) -> bool:
     name = _fixed_attr(dset, "NAME")
     return isinstance(name, bytes) and name.startswith(_DIMENSION_ONLY)
+
+
+def _h5_datasets(group: Any) -> list[Any]:
+    """Every dataset under `group`, in tree order (opened by the paths h5_listing finds)."""
+    return [group.file[name] for name in _h5_dataset_names(group)]
 
 
 def _dimension_names(datasets: list[Any]) -> dict[int, str]:

@@ -12,6 +12,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from lstmshape.errors import InputError
 from lstmshape.io.atomic import _OutputPlan
 from lstmshape.io.base import (
     _COPY_BUFFER,
+    _MAX_LISTED,
     ArrayInfo,
     ArraySource,
+    _listing,
     _normalize_key,
     _one_line,
     _os_reason,
@@ -52,26 +55,37 @@ def _open_zip(path: str) -> zipfile.ZipFile:
         raise InputError(f"{path} is not a valid .npz file ({_one_line(exc)})") from None
 
 
+def _npy_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """KEY -> zip member for every `.npy` member, from the archive's directory alone."""
+    # (is_dir() fails on an empty name, which a damaged archive can hold)
+    return {
+        member.filename[: -len(".npy")]: member
+        for member in zf.infolist()
+        if member.filename.endswith(".npy") and not member.is_dir()
+    }
+
+
+def _npz_header(path: str, zf: zipfile.ZipFile, key: str, member: zipfile.ZipInfo) -> _NpyHeader:
+    """The .npy header of one member, checked against the member's size."""
+    where = f"{path}:{key}"
+    try:
+        with zf.open(member) as fh:
+            header = _read_npy_header(fh, where)
+    except InputError:
+        raise
+    # ValueError: a local header whose name is not UTF-8 (UnicodeDecodeError)
+    except (*_ZIP_ERRORS, OSError, ValueError) as exc:
+        raise InputError(f"cannot read {where}: {_one_line(exc)}") from None
+    _check_length(where, member.file_size - header.offset, header)
+    return header
+
+
 def _npz_entries(path: str, zf: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipInfo, _NpyHeader]]:
     """KEY -> (zip member, .npy header) for every `.npy` member, headers parsed."""
-    entries = {}
-    for member in zf.infolist():
-        # (is_dir() fails on an empty name, which a damaged archive can hold)
-        if not member.filename.endswith(".npy") or member.is_dir():
-            continue
-        key = member.filename[: -len(".npy")]
-        where = f"{path}:{key}"
-        try:
-            with zf.open(member) as fh:
-                header = _read_npy_header(fh, where)
-        except InputError:
-            raise
-        # ValueError: a local header whose name is not UTF-8 (UnicodeDecodeError)
-        except (*_ZIP_ERRORS, OSError, ValueError) as exc:
-            raise InputError(f"cannot read {where}: {_one_line(exc)}") from None
-        _check_length(where, member.file_size - header.offset, header)
-        entries[key] = (member, header)
-    return entries
+    return {
+        key: (member, _npz_header(path, zf, key, member))
+        for key, member in _npy_members(zf).items()
+    }
 
 
 def _npz_candidates(entries: dict[str, tuple[zipfile.ZipInfo, _NpyHeader]]) -> list[str]:
@@ -82,33 +96,76 @@ def _npz_info(path: str, key: str, header: _NpyHeader) -> ArrayInfo:
     return ArrayInfo(ArrayRef(path, key), header.shape, header.dtype, "npz")
 
 
-def _npz_pick(ref: ArrayRef, entries: dict[str, tuple[zipfile.ZipInfo, _NpyHeader]]) -> str:
-    """The member KEY names, or the only loadable member; pickled members are refused."""
+def _npz_pick(ref: ArrayRef, zf: zipfile.ZipFile) -> tuple[str, zipfile.ZipInfo, _NpyHeader]:
+    """The member KEY names, or the only loadable member; pickled members are refused.
+    With KEY every member's header is checked (a damaged archive is refused as a whole);
+    without, only until the answer is known (21 candidates are enough to say there is
+    more than one)."""
+    members = _npy_members(zf)
     key = _normalize_key("npz", ref.key)
-    if key is None:
-        names = _npz_candidates(entries)
-        if not names and entries:
-            _refuse_objects(ref.path, next(iter(entries.values()))[1].dtype)
-        return _pick(ref.path, None, names)
-    key = _pick(ref.path, key, list(entries))
-    _refuse_objects(f"{ref.path}:{key}", entries[key][1].dtype)
-    return key
+    if key is not None:
+        entries = _npz_entries(ref.path, zf)
+        key = _pick(ref.path, key, list(entries))
+        member, header = entries[key]
+        _refuse_objects(f"{ref.path}:{key}", header.dtype)
+        return key, member, header
+    found: dict[str, _NpyHeader] = {}
+    pickled: _NpyHeader | None = None
+    for name, member in members.items():
+        header = _npz_header(ref.path, zf, name, member)
+        if header.dtype.hasobject:
+            pickled = pickled or header
+            continue
+        found[name] = header
+        if len(found) > _MAX_LISTED:
+            raise InputError(
+                f"{ref.path} holds more than {_MAX_LISTED} arrays ({len(members)} members in "
+                f"all); name one as {ref.path}:KEY: {_listing(list(found)[:_MAX_LISTED])}, …"
+            )
+    if not found and pickled is not None:
+        _refuse_objects(ref.path, pickled.dtype)
+    key = _pick(ref.path, None, list(found))
+    return key, members[key], found[key]
 
 
 def _list_npz(ref: ArrayRef) -> list[ArrayInfo]:
     with _open_zip(ref.path) as zf:
+        if ref.key is not None:
+            key, _member, header = _npz_pick(ref, zf)
+            return [_npz_info(ref.path, key, header)]
         entries = _npz_entries(ref.path, zf)
-    keys = [_npz_pick(ref, entries)] if ref.key is not None else _npz_candidates(entries)
-    return [_npz_info(ref.path, k, entries[k][1]) for k in keys]
+    return [_npz_info(ref.path, k, entries[k][1]) for k in _npz_candidates(entries)]
 
 
 def _open_npz(ref: ArrayRef) -> ArraySource:
     with _open_zip(ref.path) as zf:
-        entries = _npz_entries(ref.path, zf)
-        key = _npz_pick(ref, entries)
-        member, header = entries[key]
+        key, member, header = _npz_pick(ref, zf)
         data, reader = _npz_member_data(ref.path, zf, member, header, f"{ref.path}:{key}")
     return ArraySource(_npz_info(ref.path, key, header), data, reader=reader)
+
+
+def _iter_npz(ref: ArrayRef) -> Iterator[ArraySource]:
+    """Every candidate `ref` lists, opened in turn with the archive opened once."""
+    if ref.key is not None:
+        with _open_npz(ref) as source:
+            yield source
+        return
+    with _open_zip(ref.path) as zf:
+        entries = _npz_entries(ref.path, zf)
+        for key in _npz_candidates(entries):
+            member, header = entries[key]
+            where = f"{ref.path}:{key}"
+            data, reader = _npz_member_data(
+                ref.path, zf, member, header, where, small_in_memory=True
+            )
+            with ArraySource(_npz_info(ref.path, key, header), data, reader=reader) as source:
+                yield source
+
+
+# Listing every member, a deflated one this small is inflated at once from the archive
+# already open; a stream of its own would open the archive again (100,000 members: 100,000
+# times).
+_SMALL_MEMBER_BYTES = 1 << 20
 
 
 def _zip_data_offset(path: str, member: zipfile.ZipInfo) -> int | None:
@@ -134,11 +191,18 @@ def _refuse_inflating(where: str, header: _NpyHeader) -> None:
 
 
 def _npz_member_data(
-    path: str, zf: zipfile.ZipFile, member: zipfile.ZipInfo, header: _NpyHeader, where: str
+    path: str,
+    zf: zipfile.ZipFile,
+    member: zipfile.ZipInfo,
+    header: _NpyHeader,
+    where: str,
+    *,
+    small_in_memory: bool = False,
 ) -> tuple[np.ndarray | None, Reader]:
     """An uncompressed member (np.savez) is memory-mapped and read at its offset in the
     archive; a compressed one (np.savez_compressed) is decompressed block by block when read
-    (data None). NumPy's own `mmap_mode` silently loads .npz members whole."""
+    (data None), or, with `small_in_memory` and at most `_SMALL_MEMBER_BYTES`, at once from
+    `zf`. NumPy's own `mmap_mode` silently loads .npz members whole."""
     if header.nbytes == 0:
         empty = np.empty(header.shape, header.dtype, order=header.order)
         return empty, InMemory(empty)
@@ -157,7 +221,8 @@ def _npz_member_data(
                 order=header.order,
             )
             return data, _file_reader(path, offset + header.offset, header, data, where)
-        if header.shape and (not header.fortran or len(header.shape) < 2):  # 0-d: one value
+        streamable = header.shape and (not header.fortran or len(header.shape) < 2)
+        if streamable and not (small_in_memory and header.nbytes <= _SMALL_MEMBER_BYTES):
             stream = ZipStream(path, member, header.offset, header.shape, header.dtype, where)
             return None, stream
         with zf.open(member) as fh:

@@ -6,6 +6,7 @@ of an output (`default_output_path`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -19,6 +20,7 @@ from lstmshape.io.base import (
     RefLike,
     _as_ref,
     _check_output_dir,
+    _file_kind,
     _format_of,
     _is_zarr,
     _normalize_key,
@@ -27,20 +29,10 @@ from lstmshape.io.base import (
 from lstmshape.io.h5_sink import _h5_key_state
 from lstmshape.io.netcdf import _nc_key_state
 from lstmshape.io.netcdf_sink import check_netcdf_output
-from lstmshape.io.npz import _npz_key_state
+from lstmshape.io.npz import _npz_key_state, _npz_member
 from lstmshape.io.reading import list_arrays
 from lstmshape.io.safetensors import _safetensors_key_state
-from lstmshape.io.zarr import (
-    _display_key,
-    _find_array,
-    _is_array,
-    _node_path,
-    _open_root,
-    _path_key,
-    _store_kind,
-    _zarr_key_state,
-)
-from lstmshape.io.zarr_sink import _ZarrPlan
+from lstmshape.io.zarr_outputs import _plan_zarr_output
 from lstmshape.refs import ArrayRef
 
 #: The KEY an output gets when none is given.
@@ -89,10 +81,42 @@ def _other_key(ref: ArrayRef, fmt: Format) -> Callable[[ArrayRef], bool]:
 
 
 def _check_target_path(ref: ArrayRef) -> Path:
+    """The file an output goes to: its path, or the file a symlink there names (so a KEY
+    added through `link.h5` lands in the file the link names, and the link stays)."""
     target = _check_output_dir(ref)
-    if target.is_dir():
+    try:
+        kind = _file_kind(target.stat().st_mode)
+    except OSError:  # absent, or a dangling symlink
+        return target
+    if kind == "a directory":
         raise InputError(f"cannot write {ref.path}: it is a directory")
-    return target
+    if kind is not None:  # opening it to look inside, or renaming over it, is never meant
+        raise InputError(
+            f"cannot write {ref.path}: it is {kind}, not a regular file; "
+            "use -o - for standard output"
+        )
+    return Path(os.path.realpath(target)) if target.is_symlink() else target
+
+
+#: The longest name a zip member may have (its length is a 16-bit field).
+_MAX_MEMBER_BYTES = 0xFFFF
+
+
+def _check_npz_key(ref: ArrayRef, key: str) -> None:
+    """A member name that unzip would put outside its directory, or too long for the zip
+    format, is refused (numpy would store it as given)."""
+    parts = key.replace("\\", "/").split("/")
+    if key.startswith(("/", "\\")) or ".." in parts:
+        raise InputError(
+            f"cannot write {ref}: a .npz KEY is a member name inside the archive; it may not "
+            "start with / or hold a .. part"
+        )
+    size = len(_npz_member(key).encode("utf-8", "surrogateescape"))
+    if size > _MAX_MEMBER_BYTES:
+        raise InputError(
+            f"cannot write {ref.path}: a .npz KEY of {size - 4} bytes is too long "
+            f"(a zip member name holds at most {_MAX_MEMBER_BYTES - 4} bytes after .npy)"
+        )
 
 
 def _plan_existing_key(ref: ArrayRef, fmt: Format, target: Path, force: bool) -> _OutputPlan:
@@ -133,66 +157,20 @@ def _plan_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) -> _O
     _refuse_input_as_output(ref, inputs, other_array=_other_key(ref, fmt))
     named = ref.key is not None
     key = _normalize_key(fmt, ref.key) if named else DEFAULT_KEYS.get(fmt)
-    out = ArrayRef(ref.path, key)
+    if fmt == "npz" and key is not None:
+        _check_npz_key(ref, key)
+    plan = _plan_file(ArrayRef(ref.path, key), fmt, target, force, named=named)
+    return plan if target == Path(ref.path) else dataclasses.replace(plan, file=target)
+
+
+def _plan_file(out: ArrayRef, fmt: Format, target: Path, force: bool, named: bool) -> _OutputPlan:
     if not (target.exists() or target.is_symlink()):
         return _OutputPlan(out, fmt, None, force)
     if not named or fmt == "npy":
         if not force:
-            raise InputError(f"{ref.path} exists; use --force to overwrite")
+            raise InputError(f"{out.path} exists; use --force to overwrite")
         return _OutputPlan(out, fmt, None, True)
     return _plan_existing_key(out, fmt, target, force)
-
-
-def _other_zarr_array(key: str) -> Callable[[ArrayRef], bool]:
-    """Whether an input that is the output's store names another array of it (only the
-    output's array is replaced), or is no Zarr store at all."""
-
-    def other(inp: ArrayRef) -> bool:
-        if not _is_zarr(inp):
-            return True
-        try:
-            in_key = _node_path(_find_array(inp))  # '' for a root array
-        except InputError:
-            return False
-        return bool(key and in_key and in_key != key and not in_key.startswith(key + "/"))
-
-    return other
-
-
-def _plan_zarr_output(ref: ArrayRef, *, force: bool, inputs: Iterable[RefLike]) -> _ZarrPlan:
-    store = _check_output_dir(ref)
-    key = _path_key(ref.key)
-    if ref.key is not None and not key:
-        raise InputError(f"cannot write {ref}: KEY must name an array")
-    out = ArrayRef(ref.path, _display_key(key))
-    _refuse_input_as_output(out, inputs, other_array=_other_zarr_array(key))
-    kind = _store_kind(store)
-    if kind in ("absent", "empty"):
-        return _ZarrPlan(out, store, key, "new", replace_existing=kind == "empty")
-    if kind == "foreign":
-        raise InputError(
-            f"cannot write {ref.path}: it is a directory that is not a Zarr store; "
-            "refusing to replace it"
-        )
-    if kind == "file":
-        if not force:
-            raise InputError(f"{ref.path} exists and is not a Zarr store; use --force to overwrite")
-        return _ZarrPlan(out, store, key, "new", replace_existing=True)
-    root = _open_root(ref.path)
-    if not key or _is_array(root):
-        if not force:
-            what = "" if not key else " (it holds a single array, not a group)"
-            raise InputError(f"{ref.path} exists{what}; use --force to overwrite")
-        return _ZarrPlan(out, store, key, "new", replace_existing=True)
-    state = _zarr_key_state(root, key)
-    if state == "group":
-        raise InputError(f"cannot write {out}: {_display_key(key)} is a group; name an array")
-    if state == "blocked":
-        raise InputError(f"cannot write {out}: a parent of {_display_key(key)} is an array")
-    if state == "array" and not force:
-        raise InputError(f"{out} exists; use --force to overwrite")
-    fmt = int(getattr(root.metadata, "zarr_format", 3))
-    return _ZarrPlan(out, store, key, "add", replace_existing=state == "array", zarr_format=fmt)
 
 
 def check_output(ref: RefLike, *, force: bool = False, inputs: Iterable[RefLike] = ()) -> ArrayRef:

@@ -10,7 +10,7 @@ pickled (object) arrays are refused before any of their bytes are interpreted.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -99,3 +99,25 @@ def list_arrays(path: RefLike) -> list[ArrayInfo]:
             return [src.info]
     _check_input_file(ref.path)
     return _reader(fmt, lister=True)(ref)
+
+
+def iter_arrays(path: RefLike) -> Iterator[ArraySource]:
+    """Every array `list_arrays` lists, opened in turn: an `.h5` or `.npz` file is opened
+    once for all of them (opening it again per array would cost the square of their
+    number). Each source is closed when the next one is asked for.
+
+    >>> import tempfile, pathlib; d = pathlib.Path(tempfile.mkdtemp())
+    >>> np.savez(d / "r.npz", a=np.zeros(2), b=np.ones((2, 3)))
+    >>> [(src.info.ref.key, src.shape) for src in iter_arrays(str(d / "r.npz"))]
+    [('a', (2,)), ('b', (2, 3))]
+    """
+    ref = _as_ref(path)
+    fmt = "npy" if ref.is_stdio or _is_zarr(ref) else _format_of(ref)
+    if fmt in ("npz", "h5"):
+        _check_input_file(ref.path)
+        module = importlib.import_module(f"lstmshape.io.{_READERS[fmt][0]}")
+        yield from getattr(module, f"_iter_{fmt}")(ref)
+        return
+    for info in list_arrays(ref):
+        with open_array(info.ref) as source:
+            yield source

@@ -22,6 +22,7 @@ from lstmshape.io.outputs import _plan_output, _plan_zarr_output
 from lstmshape.io.safetensors_sink import _SafetensorsSink
 from lstmshape.io.sink import ArraySink
 from lstmshape.io.stdio import _StdoutSink
+from lstmshape.io.zarr_outputs import _ZarrPlan
 from lstmshape.io.zarr_sink import ZarrSink
 from lstmshape.refs import ArrayRef
 
@@ -72,7 +73,12 @@ def open_sink(
     inputs = list(inputs)
     if _is_zarr(ref):
         zarr_plan = _plan_zarr_output(ref, force=force, inputs=inputs)
-        return ZarrSink(zarr_plan, shape, dt, _provenance_attrs(inputs, provenance))
+
+        def replan_zarr() -> _ZarrPlan:  # at commit, under the store's lock
+            return _plan_zarr_output(ref, force=force, inputs=inputs)
+
+        attrs = _provenance_attrs(inputs, provenance)
+        return ZarrSink(zarr_plan, shape, dt, attrs, replan=replan_zarr)
     plan = _plan_output(ref, force=force, inputs=inputs)
     if ref.is_stdio:
         return _StdoutSink(ref, shape, dt, hold=hold_stdout)

@@ -1,7 +1,9 @@
 """Zarr directory stores (`.zarr`) as inputs, through the zarr library.
 
 A reference is `PATH.zarr` (the store's root array, or its only array) or `PATH.zarr:KEY`
-(an array in the store's group tree, `/lstm/output` or `lstm/output`). Stores give the
+(an array in the store's group tree, `/lstm/output` or `lstm/output`). Stores are read
+through `zarr_store.InsideStore`: symlinks inside a store are refused unless
+`--allow-external` is given, and anything but regular files always. Stores give the
 objects every format gives: `ZarrSource` reads like `ArraySource`, and listings are
 `ArrayInfo` entries (format "zarr"). Writing is in `zarr_sink`.
 
@@ -10,6 +12,8 @@ zarr is imported inside the functions that use it, so it is loaded for `.zarr` p
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +23,30 @@ from lstmshape.errors import InputError
 from lstmshape.io.base import ArrayInfo, ArraySource, RefLike, _as_ref, _listing, _one_line, _pick
 from lstmshape.refs import ArrayRef
 
+_SETTLE_SECONDS = 10.0  # the longest a failed read waits for zarr's others to end
+
 
 def _zarr() -> Any:
     """Import zarr on first use: only `.zarr` paths need it."""
     import zarr
 
     return zarr
+
+
+def _failed(exc: BaseException) -> str:
+    """The one-line reason of a failed zarr call, once zarr's other reads have ended: a
+    failed read leaves its sibling chunk reads running, and asyncio would report them on
+    standard error at exit ("Task was destroyed but it is pending")."""
+    from zarr.core.sync import sync
+
+    async def wait_for_the_others() -> None:
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, timeout=_SETTLE_SECONDS)
+
+    with contextlib.suppress(Exception):
+        sync(wait_for_the_others())
+    return _one_line(exc)
 
 
 def _path_key(key: str | None) -> str:
@@ -66,10 +88,14 @@ def _open_root(path: str) -> Any:
     if kind in ("empty", "foreign"):
         raise InputError(f"{path} is not a Zarr store (no zarr.json, .zgroup or .zarray)")
     zarr = _zarr()
+    from lstmshape.io.h5_links import external_allowed
+    from lstmshape.io.zarr_store import InsideStore
+
+    store = InsideStore(path, allow_links=external_allowed())
     try:
-        return zarr.open(store=path, mode="r")
+        return zarr.open(store=store, mode="r")
     except Exception as exc:  # zarr raises many types for damaged metadata
-        raise InputError(f"cannot open {path} as a Zarr store: {_one_line(exc)}") from None
+        raise InputError(f"cannot open {path} as a Zarr store: {_failed(exc)}") from None
 
 
 def _is_array(node: Any) -> bool:
@@ -85,7 +111,8 @@ def _arrays_under(group: Any) -> list[Any]:
     try:
         members = list(group.members(max_depth=None))
     except Exception as exc:
-        raise InputError(f"cannot list {group.store_path}: {_one_line(exc)}") from None
+        where = getattr(group.store, "root", group.store_path)
+        raise InputError(f"cannot list {where}: {_failed(exc)}") from None
     arrays = [node for _name, node in members if _is_array(node)]
     return sorted(arrays, key=_node_path)
 
@@ -140,7 +167,7 @@ def _get_node(root: Any, ref: ArrayRef, key: str) -> Any:
         holds = f"it holds: {_listing(names)}" if names else "it holds no arrays"
         raise InputError(f"{ref.path} has no array {_display_key(key)!r}; {holds}") from None
     except Exception as exc:
-        raise InputError(f"cannot read {ref.path}:{_display_key(key)}: {_one_line(exc)}") from None
+        raise InputError(f"cannot read {ref.path}:{_display_key(key)}: {_failed(exc)}") from None
 
 
 def _find_array(ref: ArrayRef) -> Any:
@@ -203,7 +230,7 @@ class ZarrSource(ArraySource):
         try:
             return np.asarray(array[...] if not self.shape else array[selection])
         except Exception as exc:  # a missing or damaged chunk, a vanished store
-            raise InputError(f"cannot read {self.info.ref}: {_one_line(exc)}") from None
+            raise InputError(f"cannot read {self.info.ref}: {_failed(exc)}") from None
 
     def __repr__(self) -> str:
         return f"<ZarrSource {self.info.ref} {self.shape} {self.dtype}>"
