@@ -61,6 +61,7 @@ class Run:
     stderr: str
     seconds: float
     peak: int  # bytes
+    what: str = ""
 
 
 @dataclass
@@ -102,7 +103,9 @@ class Attack:
         with os.fdopen(read_end, "rb") as report:
             text = report.read()
         peak = int(text or 0) * (1 if sys.platform == "darwin" else 1024)
-        run = Run(proc.returncode, err.decode(errors="replace"), time.monotonic() - started, peak)
+        seconds = time.monotonic() - started
+        what = " ".join(map(str, args))
+        run = Run(proc.returncode, err.decode(errors="replace"), seconds, peak, what[:80])
         self.runs.append(run)
         return run
 
@@ -493,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller files, fewer rounds")
     parser.add_argument("--only", default="", help="run the attacks whose name contains this")
+    parser.add_argument("-v", "--verbose", action="store_true", help="one line per process")
     options = parser.parse_args(argv)
     results = []
     for name, (item, function) in ATTACKS.items():
@@ -515,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         for failure in result.failures:
             print(f"         {failure}", flush=True)
+        for run in result.runs if options.verbose else ():
+            print(f"         {run.seconds:7.1f} s {run.peak / MIB:6.0f} MiB  {run.what}")
         results.append((result, longest, peak))
     print("\n| item | attack | cases | longest run | peak RSS | result |")
     print("|---|---|---|---|---|---|")
