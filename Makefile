@@ -9,6 +9,7 @@ DEMO := build/demo
 SIZE ?= 256MB
 FUZZ_SECONDS ?= 600
 SOAK_ITERATIONS ?= 500
+ATTACK_ARGS ?=
 LS := $(VENV)/bin/lstmshape
 
 LINTED := lstmshape tests bench samples
@@ -66,10 +67,12 @@ bench: $(STAMP)
 	$(PY) bench/run.py --size $(SIZE) $(BENCH_ARGS)
 
 # The long safety runs (docs/safety.md): damaged inputs through every command for
-# FUZZ_SECONDS (it prints how many cases it tried), then the piped soak.
+# FUZZ_SECONDS (it prints how many cases it tried), the piped soak, then the attacks of
+# issue #15 at full size (ATTACK_ARGS="--quick" for smaller files, fewer rounds).
 fuzz: $(STAMP)
 	$(PY) bench/fuzz.py --seconds $(FUZZ_SECONDS); found=$$?; \
-	$(PY) bench/soak.py --iterations $(SOAK_ITERATIONS) && exit $$found
+	$(PY) bench/soak.py --iterations $(SOAK_ITERATIONS); soaked=$$?; \
+	$(PY) bench/attacks.py $(ATTACK_ARGS) && exit $$(( found || soaked ))
 
 soak: $(STAMP)
 	$(PY) bench/soak.py --iterations $(SOAK_ITERATIONS)

@@ -209,16 +209,20 @@ def test_the_harness_sees_every_kind_of_failure(seeds, tmp_path, monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(lio, "list_arrays", boom)  # inherited by the forked child
+    monkeypatch.setattr(lio, "iter_arrays", boom)  # what inspect opens its arrays with
     why = fuzz.problem(fuzz.run_case(case, tmp_path / "exc"))
     assert why is not None and "RuntimeError: boom" in why
 
     monkeypatch.setattr(lio, "list_arrays", lambda *a, **k: __import__("os").abort())
+    monkeypatch.setattr(lio, "iter_arrays", lambda *a, **k: __import__("os").abort())
     assert "signal" in fuzz.problem(fuzz.run_case(case, tmp_path / "crash"))
 
     monkeypatch.setattr(lio, "list_arrays", lambda *a, **k: __import__("time").sleep(60))
+    monkeypatch.setattr(lio, "iter_arrays", lambda *a, **k: __import__("time").sleep(60))
     assert "hang" in fuzz.problem(fuzz.run_case(case, tmp_path / "hang", timeout=1))
 
     monkeypatch.setattr(lio, "list_arrays", lambda *a, **k: bytearray(4 * 2**30))
+    monkeypatch.setattr(lio, "iter_arrays", lambda *a, **k: bytearray(4 * 2**30))
     assert fuzz.problem(fuzz.run_case(case, tmp_path / "alloc")) is not None  # MemoryError
 
 

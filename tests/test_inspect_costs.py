@@ -209,3 +209,37 @@ def test_skipping_unwritten_blocks_gives_the_report_reading_them_gives(
 def _comparable(report: dict) -> str:
     """A report as text, NaN equal to NaN."""
     return repr(report).replace("nan", "NaN")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    paths=st.lists(
+        st.lists(st.sampled_from(["a", "b", "B", "é", "z10", "z9"]), min_size=1, max_size=4),
+        min_size=1,
+        max_size=12,
+    ),
+    hard=st.integers(0, 3),
+)
+def test_datasets_are_listed_in_the_order_h5py_visits_them(tmp_path_factory, paths, hard):
+    """The relative walk finds what `visititems` finds, in its order: each object once,
+    hard links only (a second hard link, a soft link and an external link are passed over)."""
+    from lstmshape.io.h5_listing import _h5_dataset_names
+
+    path = tmp_path_factory.mktemp("tree") / "t.h5"
+    with h5py.File(path, "w") as f:
+        for parts in paths:
+            name = "/".join(parts)
+            if name in f or any("/".join(parts[:k]) in f and
+                                isinstance(f["/".join(parts[:k])], h5py.Dataset)
+                                for k in range(1, len(parts))):  # fmt: skip
+                continue
+            f[name] = np.zeros(2)
+        datasets = []
+        f.visititems(lambda n, o: datasets.append(n) if isinstance(o, h5py.Dataset) else None)
+        for i in range(min(hard, len(datasets))):
+            f[f"hard{i}"] = f[datasets[i]]  # the same dataset under a second name
+        f["soft"] = h5py.SoftLink("/" + datasets[0])
+        f["ext"] = h5py.ExternalLink("other.h5", "/x")
+        want: list[str] = []
+        f.visititems(lambda n, o: want.append("/" + n) if isinstance(o, h5py.Dataset) else None)
+        assert _h5_dataset_names(f) == want

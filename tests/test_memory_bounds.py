@@ -246,3 +246,20 @@ def test_nothing_past_the_declared_data_is_read(tmp_path):
             )
             assert done.returncode == 0, done.stderr
             assert os.lseek(stream.fileno(), 0, os.SEEK_CUR) == len(data)
+
+
+def test_a_stream_cut_short_after_its_head_sends_nothing_to_stdout(tmp_path):
+    """The cut shows only when the stream ends, after blocks were computed: standard output
+    waits for it, so a reader never gets a partial array."""
+    shape = (40, 256, 1024)  # 40 MiB declared; 24 MiB sent
+    data = npy_header(shape) + bytes(24 * MIB)
+    done = subprocess.run(
+        lstmshape("reduce", "-", "-s", "mean", "-o", "-"),
+        input=data,
+        capture_output=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith("Error: standard input is truncated: ")
+    assert done.stdout == b""

@@ -84,7 +84,9 @@ def _h5_damage(path: str) -> Iterator[None]:
         raise InputError(f"cannot read {path}: {_one_line(exc)}") from None
 
 
-def _h5_info(path: str, key: str, dset: Any) -> ArrayInfo:
+def _h5_info(path: str, key: str, dset: Any, filename: str | None = None) -> ArrayInfo:
+    """The description of `dset`, found at `key` of `path`; `filename`: the file it is in
+    (asking h5py costs a File object per dataset when there are 100,000 of them)."""
     return ArrayInfo(
         ArrayRef(path, key),
         tuple(int(s) for s in dset.shape),
@@ -92,7 +94,7 @@ def _h5_info(path: str, key: str, dset: Any) -> ArrayInfo:
         "h5",
         chunks=dset.chunks,
         compression=dset.compression,
-        attrs=_LazyH5Attrs(dset.file.filename, dset.name),
+        attrs=_LazyH5Attrs(filename or dset.file.filename, dset.name if filename is None else key),
     )
 
 
@@ -156,31 +158,32 @@ def _open_h5(ref: ArrayRef) -> ArraySource:
 
 def _list_h5(ref: ArrayRef) -> list[ArrayInfo]:
     with _open_h5_file(ref.path) as f, _h5_damage(ref.path):
-        return [info for info, _dset in _h5_members(f, ref)]
+        return [info for info, _dset, _filename in _h5_members(f, ref)]
 
 
-def _h5_members(f: Any, ref: ArrayRef) -> Iterator[tuple[ArrayInfo, Any]]:
-    """(info, dataset) of every candidate `ref` lists: the file's, a group's, or the one
-    dataset KEY names; each dataset is opened when its turn comes."""
+def _h5_members(f: Any, ref: ArrayRef) -> Iterator[tuple[ArrayInfo, Any, str]]:
+    """(info, dataset, the file it is in) of every candidate `ref` lists: the file's, a
+    group's, or the one dataset KEY names; each dataset is opened when its turn comes."""
     import h5py
 
     group = f if ref.key is None else _h5_get(f, ref, "/" + ref.key.strip("/"))
     if not isinstance(group, h5py.Group):
         key, dset = _h5_dataset(f, ref)
-        yield _h5_info(ref.path, key, dset), dset
+        yield _h5_info(ref.path, key, dset), dset, dset.file.filename
         return
+    filename = f.filename  # a visit follows hard links only: every dataset is in this file
     for name in _h5_dataset_names(group):
         dset = f[name]
         if _h5_is_candidate(dset):
-            yield _h5_info(ref.path, name, dset), dset
+            yield _h5_info(ref.path, name, dset, filename), dset, filename
 
 
 def _iter_h5(ref: ArrayRef) -> Iterator[ArraySource]:
     """Every candidate `ref` lists, opened in turn with the file opened once."""
     with _open_h5_file(ref.path) as f, _h5_damage(ref.path):
-        for info, dset in _h5_members(f, ref):
+        for info, dset, filename in _h5_members(f, ref):
             where = str(info.ref)
             _refuse_external_data(f, where, dset)
-            reader = _h5_reader(dset.file.filename, dset, where)
+            reader = _h5_reader(filename, dset, where)
             with ArraySource(info, dset, reader=reader, unwritten=_h5_unwritten(dset)) as src:
                 yield src

@@ -40,23 +40,56 @@ def _decoded(name: bytes) -> Name:
 
 
 def _h5_dataset_names(group: Any) -> list[Name]:
-    """The path of every dataset under `group`, in tree order (hard links only: soft and
-    external links are not followed, as h5py's `visititems` does not)."""
-    from h5py import h5o
+    """The path of every dataset under `group`, in tree order (depth first, names sorted;
+    each object once, through hard links only: soft and external links are not followed,
+    as h5py's `visititems` does not).
+
+    HDF5's own visit (`H5Ovisit`) builds every object's full path from the root, which costs
+    the square of the depth (10,000 nested groups: a minute); here each group's links are
+    listed relative to it, and a path is joined only for a dataset.
+    """
+    from h5py import h5g, h5l, h5o
 
     base = group.name.rstrip("/")
+    parents: list[tuple[int, bytes]] = [(-1, b"")]  # node -> (its parent node, its name)
+    seen: set[tuple[int, int]] = set()
     found: list[Name] = []
-
-    def visit(name: bytes, info: Any) -> None:
-        if info.type == h5o.TYPE_DATASET:
-            path = _decoded(name)
-            found.append(f"{base}/{path}" if isinstance(path, str) else base.encode() + b"/" + path)
-
+    pending: list[tuple[Any, bytes, int]] = _links_of(group.id, 0)[::-1]
     try:
-        h5o.visit(group.id, visit, info=True)
+        while pending:
+            gid, name, parent = pending.pop()
+            if gid.links.get_info(name).type != h5l.TYPE_HARD:
+                continue
+            info = h5o.get_info(gid, name)
+            if (info.fileno, info.addr) in seen:
+                continue
+            seen.add((info.fileno, info.addr))
+            parents.append((parent, name))
+            node = len(parents) - 1
+            if info.type == h5o.TYPE_DATASET:
+                found.append(_path(base, parents, node))
+            elif info.type == h5o.TYPE_GROUP:
+                pending.extend(_links_of(h5g.open(gid, name), node)[::-1])
     except (OSError, KeyError, RuntimeError, ValueError) as exc:
         raise InputError(f"cannot list {group.file.filename}: {_one_line(exc)}") from None
     return found
+
+
+def _links_of(gid: Any, node: int) -> list[tuple[Any, bytes, int]]:
+    """(group, link name, node) for every link of the group `gid`, in name order."""
+    names: list[bytes] = []
+    gid.links.iterate(names.append)
+    return [(gid, name, node) for name in names]
+
+
+def _path(base: str, parents: list[tuple[int, bytes]], node: int) -> Name:
+    """The path of `node` (under the group at `base`), as h5py spells names."""
+    parts: list[bytes] = []
+    while node > 0:
+        node, name = parents[node]
+        parts.append(name)
+    path = _decoded(b"/".join(reversed(parts)))
+    return f"{base}/{path}" if isinstance(path, str) else base.encode() + b"/" + path
 
 
 def _h5_candidates(f: Any, names: list[Name], stop_after: int | None = None) -> list[Name]:
