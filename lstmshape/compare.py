@@ -29,6 +29,7 @@ from lstmshape.blocks import DEFAULT_CHUNK_BYTES, iter_blocks
 from lstmshape.diffreport import DiffReport, Tolerance
 from lstmshape.diffstats import DiffAccumulator, comparison_dtype
 from lstmshape.errors import InputError
+from lstmshape.inputs import parse_float
 from lstmshape.masks import MaskSpec, build_validity
 from lstmshape.validity import Validity
 from lstmshape.vocabulary import Layout, PadSide
@@ -134,10 +135,7 @@ def mask_spec(
     if len(shape) != 3:
         raise InputError(f"a mask needs 3-D data (N, T, F); A has shape {tuple(shape)}")
     if mask_value is not None and len(given) == 1:
-        try:
-            return MaskSpec(mask_value=float(mask_value))
-        except (TypeError, ValueError):
-            raise InputError(f"--mask-value takes a number or nan; got {mask_value!r}") from None
+        return MaskSpec(mask_value=parse_float(str(mask_value), "--mask-value"))
     n, t, _ = view_shape(shape, layout)
     validity = build_validity(
         None,
