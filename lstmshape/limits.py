@@ -29,6 +29,12 @@ def _over(limit: int) -> str:
     return f"at most {format_bytes(limit)} is read into memory at once ({_LIMIT_NAME})"
 
 
+def _name(source: Any) -> str:
+    """How a message names a source: its PATH[:KEY], or "the input" for in-memory arrays."""
+    info = getattr(source, "info", None)
+    return info.ref if info is not None else "the input"
+
+
 def refuse_over_memory(source: Any, what: str, why: str) -> None:
     """Refuse a source that is read whole when it holds more than the limit."""
     limit = _limit()
@@ -45,15 +51,15 @@ def refuse_huge_reads(source: Any, axis: int, entry: str = "sample") -> None:
         one = math.prod(size for i, size in enumerate(shape) if i != axis) * itemsize
         if one > limit:
             raise InputError(
-                f"one {entry} of {source.info.ref} holds {format_bytes(one)} "
+                f"one {entry} of {_name(source)} holds {format_bytes(one)} "
                 f"(shape {shape}); an engine reads at least one whole, and {_over(limit)}"
             )
     for part in getattr(source, "sources", None) or [source]:
-        chunks = getattr(part.info, "chunks", None)
+        chunks = getattr(getattr(part, "info", None), "chunks", None)
         chunk = math.prod(chunks) * itemsize if chunks else 0
         if chunk > limit:
             raise InputError(
-                f"{part.info.ref} is stored in chunks of {format_bytes(chunk)} "
+                f"{_name(part)} is stored in chunks of {format_bytes(chunk)} "
                 f"(chunk shape {tuple(chunks or ())}), each decompressed whole, and "
                 f"{_over(limit)}; rechunk it (h5repack -l, or rewrite the Zarr array)"
             )
@@ -65,11 +71,10 @@ def refuse_huge_chunk_rows(source: Any, unit: int, per_sample: int) -> None:
     decompression-bomb dataset), rather than reading it all at once."""
     need, limit = unit * per_sample, _limit()
     if need > limit:
-        info = getattr(source, "info", None)
-        name = info.ref if info is not None else "the input"
         raise InputError(
-            f"{name} is stored in chunks of {unit} samples ({need / 2**20:.0f} MiB of data "
-            f"each), more than the {limit / 2**20:.0f} MiB that is read into memory at once "
+            f"{_name(source)} is stored in chunks of {unit} samples "
+            f"({need / 2**20:.0f} MiB of data each), more than the "
+            f"{limit / 2**20:.0f} MiB that is read into memory at once "
             f"({_LIMIT_NAME}); rechunk it along N (h5repack -l) or raise the limit"
         )
 
