@@ -136,6 +136,25 @@ def _write(report: Any, detected: Validity | None, handover: Handover) -> dict[s
     return written
 
 
+def _one_array(refs: list[ArrayRef]) -> None:
+    """Refuse a mask handed over or checked against anything but exactly one array."""
+    from lstmshape import io
+
+    count = sum(len(io.list_arrays(ref)) for ref in refs)
+    if count != 1:
+        raise InputError(
+            f"--lengths-out, --mask-out, --lengths and --mask go with one array; the inputs "
+            f"hold {count} (name one with PATH:KEY)"
+        )
+
+
+def _first_axis_entry(ndim: int, layout: str) -> str:
+    """What one index along the first axis is, in words (inspect reads whole ones)."""
+    if ndim != 3:
+        return "row"
+    return "timestep" if layout == "tnf" else "sample"
+
+
 def inspect_refs(
     refs: Iterable[ArrayRef],
     *,
@@ -147,26 +166,24 @@ def inspect_refs(
     `handover`: check a given mask, write the detected one (`lstmshape.handover`);
     `progress` gets one pass per array."""
     from lstmshape import io
+    from lstmshape.limits import refuse_huge_reads
     from lstmshape.listing import header_fields
 
+    refs = list(refs)
     handover = handover or Handover()
-    listed = [(ref, info) for ref in refs for info in io.list_arrays(ref)]
-    if (handover.writes or handover.mask is not None) and len(listed) != 1:
-        raise InputError(
-            f"--lengths-out, --mask-out, --lengths and --mask go with one array; the inputs "
-            f"hold {len(listed)} (name one with PATH:KEY)"
-        )
+    if handover.writes or handover.mask is not None:
+        _one_array(refs)
     reports = []
-    for ref, info in listed:
-        with (
-            io.open_array(info.ref) as source,
-            progress(source.nbytes, f"inspecting {info.ref}") as advance,
-        ):
-            found = inspect_array(Counted(source, advance), layout=layout)
-            report = found.to_dict() | hand_over(found, source, handover)
-        report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
-        report.update(header_fields(info))  # chunks, dims, attributes, provenance
-        if info.format == "h5" and ref.key is None:
-            report["file_tree_of"] = info.ref.path
-        reports.append(report)
+    for ref in refs:
+        for source in io.iter_arrays(ref):  # a container is opened once for all its arrays
+            info = source.info
+            refuse_huge_reads(source, 0, _first_axis_entry(len(source.shape), layout))
+            with progress(source.nbytes, f"inspecting {info.ref}") as advance:
+                found = inspect_array(Counted(source, advance), layout=layout)
+                report = found.to_dict() | hand_over(found, source, handover)
+            report.update(ref=str(info.ref), key=info.ref.key, format=info.format)
+            report.update(header_fields(info))  # chunks, dims, attributes, provenance
+            if info.format == "h5" and ref.key is None:
+                report["file_tree_of"] = info.ref.path
+            reports.append(report)
     return reports

@@ -22,7 +22,6 @@ Bool data and arrays of another rank get shape, dtype, size and NaN/Inf counts o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, cast
 
@@ -32,6 +31,7 @@ import numpy.typing as npt
 from lstmshape import padding
 from lstmshape.blocks import rows_per_block
 from lstmshape.errors import InputError
+from lstmshape.inspect_reads import Unwritten, blocks, count_nonfinite, nonfinite_counts
 
 Side = Literal["post", "pre", "mixed", "none"]
 Kind = Literal["value", "repeat", "none"]
@@ -221,7 +221,7 @@ def inspect_array(
         raise InputError(f"block_rows must be at least 1; got {rows}")
     base = _base_fields(shape, dtype)
     if len(shape) != 3:
-        nan, inf = _count_nonfinite(source, rows, dtype)
+        nan, inf = count_nonfinite(source, rows, dtype)
         return Report(**base, nan_count=nan, inf_count=inf)
     return _inspect_3d(source, shape, dtype, layout, rows, base)
 
@@ -235,74 +235,6 @@ def _base_fields(shape: tuple[int, ...], dtype: np.dtype[Any]) -> dict[str, Any]
         "size": size,
         "nbytes": size * dtype.itemsize,
     }
-
-
-@dataclass(frozen=True)
-class Unwritten:
-    """A block that storage never wrote (it reads as `value` throughout), not read."""
-
-    shape: tuple[int, ...]
-    value: Any
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
-
-
-Block = np.ndarray | Unwritten
-
-
-def _blocks(x: Sliceable, rows: int) -> Iterator[tuple[int, Block]]:
-    """(start, block) along axis 0; a 0-d array is one block. Blocks the source says were
-    never written (`unwritten`, e.g. HDF5 chunks never allocated) are not read."""
-    if len(x.shape) == 0:
-        yield 0, _read(x, None)
-        return
-    unwritten = getattr(x, "unwritten", None)
-    for start in range(0, x.shape[0], rows):
-        stop = min(start + rows, x.shape[0])
-        fill = unwritten(start, stop) if unwritten is not None else None
-        if fill is not None:
-            yield start, Unwritten((stop - start, *x.shape[1:]), fill)
-        else:
-            yield start, _read(x, slice(start, stop))
-
-
-def _read(x: Any, rows: slice | None) -> np.ndarray:
-    """`x[rows]` (`x[()]` for None), or `x.read(i, j)`/`x.read_all()` on an `io.ArraySource`."""
-    if hasattr(x, "__getitem__"):
-        return np.asarray(x[() if rows is None else rows])
-    return np.asarray(x.read_all() if rows is None else x.read(rows.start, rows.stop))
-
-
-def _count_nonfinite(x: Sliceable, rows: int, dtype: np.dtype[Any]) -> tuple[int, int]:
-    """NaN and Inf counts over the whole array; only float/complex data is read."""
-    if dtype.kind not in "fc":
-        return 0, 0
-    nan = inf = 0
-    for _, block in _blocks(x, rows):
-        block_nan, block_inf = nonfinite_counts(block)
-        nan, inf = nan + block_nan, inf + block_inf
-    return nan, inf
-
-
-def nonfinite_counts(block: Block) -> tuple[int, int]:
-    """(NaN count, Inf count) of a float block; one pass when everything is finite.
-
-    >>> nonfinite_counts(np.array([1.0, np.nan, -np.inf, np.inf]))
-    (1, 2)
-    """
-    if isinstance(block, Unwritten):
-        one = np.asarray(block.value)
-        nan, inf = nonfinite_counts(one.reshape(1)) if one.dtype.kind in "fc" else (0, 0)
-        return nan * block.size, inf * block.size
-    if block.dtype.kind not in "fc":
-        return 0, 0
-    nonfinite = block.size - int(np.count_nonzero(np.isfinite(block)))
-    if nonfinite == 0:
-        return 0, 0
-    nan = int(np.count_nonzero(np.isnan(block)))
-    return nan, nonfinite - nan
 
 
 # --- 3-D: one pass, the padding from the one detector ----------------------------------------
@@ -320,7 +252,7 @@ def _inspect_3d(
     dims: dict[str, Any] = {"layout": layout, "n": n, "t": t, "f": f}
     skip = _why_no_padding(dtype, n, t, f)
     if skip is not None:
-        nan, inf = _count_nonfinite(x, rows, dtype)
+        nan, inf = count_nonfinite(x, rows, dtype)
         report = Report(**base, **dims, nan_count=nan, inf_count=inf, notes=(skip,))
         if skip == NO_TIMESTEPS:  # every sample is empty, which is a definite answer
             lengths = Lengths.of(np.zeros(n, np.intp), t)
@@ -329,10 +261,14 @@ def _inspect_3d(
     scan = padding.TimeScan(n, t, f, dtype) if layout == "tnf" else None
     parts: list[padding.Ends] = []
     nan = inf = 0
-    for _, block in _blocks(x, rows):
+    for _, block in blocks(x, rows):
         block_nan, block_inf = nonfinite_counts(block)
         nan, inf = nan + block_nan, inf + block_inf
         if isinstance(block, Unwritten):  # never written: a zero-stride view, nothing read
+            if scan is None:  # every sample alike: summarise one
+                one = np.broadcast_to(np.asarray(block.value, dtype), (1, *block.shape[1:]))
+                parts.append(padding.summarise(one, exact=True).repeated(block.shape[0]))
+                continue
             block = np.broadcast_to(np.asarray(block.value, dtype), block.shape)
         if scan is not None:
             scan.add(block.transpose(1, 0, 2))

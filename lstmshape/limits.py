@@ -1,5 +1,5 @@
 """What may be held in memory at once: the checks against LSTMSHAPE_MAX_MEMORY
-(`io.memory_limit`) made from shapes, before anything is read or allocated.
+(`memory_limit`) made from shapes, before anything is read or allocated.
 
 A header can declare any size, and a compressed file can inflate far beyond its own, so
 every read that cannot be split is checked first: an array read whole (reshape's input,
@@ -11,18 +11,37 @@ sample's output). Each refusal names the size and the limit.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from lstmshape.errors import InputError
-from lstmshape.units import format_bytes
+from lstmshape.units import format_bytes, parse_size
 
 _LIMIT_NAME = "LSTMSHAPE_MAX_MEMORY"
 
 
-def _limit() -> int:
-    from lstmshape.io import memory_limit
+def memory_limit() -> int:
+    """Bytes that one read into memory may take: LSTMSHAPE_MAX_MEMORY (e.g. 8G, 512MB,
+    1.5GiB or a number of bytes; binary units, `units.parse_size`), else half the machine's
+    memory.
 
-    return memory_limit()
+    Whole-array reads (reshape's input, masks, weights) and streamed blocks rounded up to
+    whole stored chunks are refused above it: a header can declare any size, and a
+    compressed file can inflate far beyond its own.
+    """
+    text = os.environ.get("LSTMSHAPE_MAX_MEMORY", "").strip()
+    if text:
+        try:
+            return parse_size(text)
+        except ValueError:
+            raise InputError(
+                f"{_LIMIT_NAME} takes a size like 8G, 512MB, 1.5GiB or a number of "
+                f"bytes; got {text!r}"
+            ) from None
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
 
 
 def _over(limit: int) -> str:
@@ -37,7 +56,7 @@ def _name(source: Any) -> str:
 
 def refuse_over_memory(source: Any, what: str, why: str) -> None:
     """Refuse a source that is read whole when it holds more than the limit."""
-    limit = _limit()
+    limit = memory_limit()
     if source.nbytes > limit:
         raise InputError(f"{what} holds {format_bytes(source.nbytes)}; {why}, and {_over(limit)}")
 
@@ -45,7 +64,7 @@ def refuse_over_memory(source: Any, what: str, why: str) -> None:
 def refuse_huge_reads(source: Any, axis: int, entry: str = "sample") -> None:
     """Refuse a source whose smallest read does not fit the limit: one index along `axis`
     (one `entry`), or one stored chunk of any of its parts (decompressed whole)."""
-    limit = _limit()
+    limit = memory_limit()
     shape, itemsize = tuple(source.shape), source.dtype.itemsize
     if len(shape) > axis:
         one = math.prod(size for i, size in enumerate(shape) if i != axis) * itemsize
@@ -69,7 +88,7 @@ def refuse_huge_chunk_rows(source: Any, unit: int, per_sample: int) -> None:
     """Blocks are rounded up to whole stored chunks; refuse chunks so long along N that one
     such block would not fit in memory (a chunk spanning every sample of a huge or
     decompression-bomb dataset), rather than reading it all at once."""
-    need, limit = unit * per_sample, _limit()
+    need, limit = unit * per_sample, memory_limit()
     if need > limit:
         raise InputError(
             f"{_name(source)} is stored in chunks of {unit} samples "
@@ -85,7 +104,7 @@ def refuse_large_output(plan: Any, why: str) -> None:
     size = math.prod(plan.out_shape) * plan.out_dtype.itemsize
     if plan.extra_shape is not None:
         size += math.prod(plan.extra_shape)  # the bool mask or int lengths, at least a byte
-    limit = _limit()
+    limit = memory_limit()
     if size > limit:
         shape = tuple(plan.out_shape)
         raise InputError(
@@ -102,7 +121,7 @@ def output_bytes_per_sample(plan: Any, n: int) -> int:
 def refuse_huge_sample_output(plan: Any, n: int) -> None:
     """Refuse a plan whose output for one sample does not fit the limit (the engines write
     at least one sample's output at once)."""
-    one, limit = output_bytes_per_sample(plan, n), _limit()
+    one, limit = output_bytes_per_sample(plan, n), memory_limit()
     if one > limit:
         raise InputError(
             f"{plan.operation}'s output for one sample would hold {format_bytes(one)} "

@@ -41,6 +41,11 @@ class Counted:
         self._advance(block.nbytes)
         return block
 
+    def unwritten(self, start: int, stop: int) -> Any:
+        """The source's fill value for rows storage never wrote (None: written or unknown)."""
+        unwritten = getattr(self._source, "unwritten", None)
+        return None if unwritten is None else unwritten(start, stop)
+
 
 @dataclass
 class Step:

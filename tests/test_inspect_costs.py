@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 
 from lstmshape import io
 from lstmshape.errors import InputError
-from lstmshape.inspection import inspect_array, inspect_refs
+from lstmshape.handover import inspect_refs
+from lstmshape.inspection import inspect_array
 from lstmshape.io import h5_readers, npz
 from lstmshape.refs import ArrayRef
 

@@ -19,11 +19,12 @@ is used.
 
 from typing import Any
 
-from lstmshape.io.base import ArrayInfo, ArraySource, memory_limit
+from lstmshape.io.base import ArrayInfo, ArraySource
 from lstmshape.io.h5_links import allow_external, external_allowed
 from lstmshape.io.reading import iter_arrays, list_arrays, load, open_array
 from lstmshape.io.sink import ArraySink
 from lstmshape.io.stdio import StdoutClosedError, rereadable, silence_stdout
+from lstmshape.limits import memory_limit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -23,7 +23,6 @@ import numpy as np
 from lstmshape.errors import InputError
 from lstmshape.io.blocks import Reader
 from lstmshape.refs import ArrayRef, parse_ref
-from lstmshape.units import parse_size
 
 Format = Literal["npy", "npz", "h5", "zarr", "safetensors", "nc", "keras"]
 RefLike = ArrayRef | str | os.PathLike[str]
@@ -276,30 +275,6 @@ def _name_max(directory: Path) -> int:
 def _refuse_object_output(ref: ArrayRef, dtype: np.dtype[Any]) -> None:
     if dtype.hasobject:
         raise InputError(f"cannot write {ref}: Python objects are never stored")
-
-
-def memory_limit() -> int:
-    """Bytes that one read into memory may take: LSTMSHAPE_MAX_MEMORY (e.g. 8G, 512MB,
-    1.5GiB or a number of bytes; binary units, `units.parse_size`), else half the machine's
-    memory.
-
-    Whole-array reads (reshape's input, masks, weights) and streamed blocks rounded up to
-    whole stored chunks are refused above it: a header can declare any size, and a
-    compressed file can inflate far beyond its own.
-    """
-    text = os.environ.get("LSTMSHAPE_MAX_MEMORY", "").strip()
-    if text:
-        try:
-            return parse_size(text)
-        except ValueError:
-            raise InputError(
-                "LSTMSHAPE_MAX_MEMORY takes a size like 8G, 512MB, 1.5GiB or a number of "
-                f"bytes; got {text!r}"
-            ) from None
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (ValueError, OSError, AttributeError):
-        return 4 * 2**30
 
 
 # ----------------------------------------------------------------------------- sources

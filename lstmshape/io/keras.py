@@ -40,13 +40,13 @@ from lstmshape.io.base import (
     _one_line,
     _pick,
     _text,
-    memory_limit,
 )
 from lstmshape.io.h5 import _H5_DAMAGE, _h5_damage
 from lstmshape.io.h5_links import _refuse_external_data, _refuse_external_links
 from lstmshape.io.h5_listing import _h5_candidates, _h5_dataset_names
 from lstmshape.io.h5_readers import H5Direct
 from lstmshape.io.npz import _ZIP_ERRORS, _zip_data_offset
+from lstmshape.limits import memory_limit
 from lstmshape.refs import ArrayRef
 
 _CONFIG = "config.json"

@@ -22,7 +22,8 @@ from typing import IO, Any, BinaryIO, Literal
 import numpy as np
 
 from lstmshape.errors import InputError
-from lstmshape.io.base import _one_line, memory_limit
+from lstmshape.io.base import _one_line
+from lstmshape.limits import memory_limit
 
 # Errors a damaged .npy/.npz stream can raise while its header or data is parsed.
 _PARSE_ERRORS = (

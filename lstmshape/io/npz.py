@@ -31,7 +31,6 @@ from lstmshape.io.base import (
     _os_reason,
     _pick,
     _refuse_objects,
-    memory_limit,
 )
 from lstmshape.io.blocks import Array, IndexArray, InMemory, Reader, _bytes_of
 from lstmshape.io.npy import FileArray, _file_reader, _NpySink
@@ -41,6 +40,7 @@ from lstmshape.io.npyformat import (
     _NpyHeader,
     _read_npy_header,
 )
+from lstmshape.limits import memory_limit
 from lstmshape.refs import ArrayRef
 
 # Errors zipfile raises for a damaged or unusable archive: RuntimeError for an encrypted

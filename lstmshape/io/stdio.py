@@ -28,7 +28,6 @@ from lstmshape.io.base import (
     ArraySource,
     _os_reason,
     _refuse_objects,
-    memory_limit,
 )
 from lstmshape.io.blocks import Array, IndexArray, InMemory, _bytes_of
 from lstmshape.io.npyformat import (
@@ -41,6 +40,7 @@ from lstmshape.io.npyformat import (
 )
 from lstmshape.io.preads import _pread_exact
 from lstmshape.io.sink import ArraySink
+from lstmshape.limits import memory_limit
 from lstmshape.refs import ArrayRef
 
 _STDIN = "standard input"

@@ -79,6 +79,17 @@ class Ends:
         arrays = {k: _join([getattr(p, k) for p in parts]) for k in _PER_SAMPLE}
         return cls(t=first.t, f=first.f, exact=first.exact, given=given, **arrays)
 
+    def repeated(self, n: int) -> Ends:
+        """This summary of one sample, for `n` identical samples (no given mask).
+
+        >>> summarise(np.ones((1, 3, 2)), exact=True).repeated(4).tail_run.tolist()
+        [3, 3, 3, 3]
+        """
+        if self.n != 1 or self.given is not None:
+            raise ValueError("only the summary of one sample without a given mask repeats")
+        arrays: dict[str, Any] = {k: np.repeat(getattr(self, k), n) for k in _PER_SAMPLE}
+        return replace(self, **arrays)
+
 
 _GIVEN = tuple(k.name for k in fields(Given))
 _PER_SAMPLE = (
