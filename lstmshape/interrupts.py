@@ -24,6 +24,7 @@ import sys
 TYPE_CHECKING = False  # not typing's: this module loads before anything else
 if TYPE_CHECKING:
     from types import FrameType
+    from typing import Any
 
 #: The exit code of an interrupted run (128 + SIGINT), as shells report a Ctrl-C.
 EXIT_CODE = 130
@@ -45,7 +46,19 @@ _state = _State()
 def install() -> None:
     """Handle SIGINT as described above (the console script only; never on import)."""
     signal.signal(signal.SIGINT, on_sigint)
+    sys.unraisablehook = _quiet_about_interrupts(sys.unraisablehook)
     _state.installed = True
+
+
+def _quiet_about_interrupts(hook: Any) -> Any:
+    """An unraisablehook that drops an `Interrupted` Python could not raise (in a `__del__`
+    or an import lock's callback): it is noted already, and its traceback is no message."""
+
+    def quiet(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Interrupted):
+            hook(unraisable)
+
+    return quiet
 
 
 def on_sigint(_signum: int, _frame: FrameType | None) -> None:
