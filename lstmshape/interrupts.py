@@ -18,8 +18,12 @@ No imports beyond the standard library: this runs before click and numpy are loa
 
 from __future__ import annotations
 
-import signal
 import sys
+
+try:  # the C module: `signal` builds its enums on import, a millisecond with Ctrl-C unhandled
+    import _signal as signal
+except ImportError:  # not CPython
+    import signal  # type: ignore[no-redef]
 
 TYPE_CHECKING = False  # not typing's: this module loads before anything else
 if TYPE_CHECKING:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lstmshape.errors import InputError, OutputError
+from lstmshape.interrupts import Interrupted
 from lstmshape.io.base import _file_kind, _name_max, _os_reason
 
 try:
@@ -95,9 +96,34 @@ class _TargetLock:
         key = (threading.get_ident(), self.path.absolute())
         held = self._held.get(key)
         if held is None:
-            held = self._held[key] = [self._acquire() if _lock_supported() else None, 0]
+            try:
+                fd = self._acquire() if _lock_supported() else None
+            except (Interrupted, KeyboardInterrupt):  # leave no sidecar behind
+                self._remove_if_free()
+                raise
+            held = self._held[key] = [fd, 0]
         held[1] += 1
         return self
+
+    def _remove_if_free(self) -> None:
+        """Remove the sidecar unless a writer holds it (one about to lock it sees it gone)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return
+        with contextlib.suppress(OSError):  # OSError from flock: another writer holds it
+            if _file_kind(os.fstat(fd).st_mode) is None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._let_go(fd)
+                return
+        os.close(fd)
+
+    def _let_go(self, fd: int) -> None:
+        """Remove the sidecar if `fd` holds its lock, then close `fd` (releasing the lock)."""
+        with contextlib.suppress(OSError):  # another user's sidecar in a sticky directory
+            if _names_file(self.path, fd):
+                self.path.unlink()
+        os.close(fd)
 
     def __exit__(self, *exc: object) -> None:
         key = (threading.get_ident(), self.path.absolute())
@@ -106,12 +132,8 @@ class _TargetLock:
         if held[1]:
             return
         del self._held[key]
-        fd = held[0]
-        if fd is not None:
-            with contextlib.suppress(OSError):  # another user's sidecar in a sticky directory
-                if _names_file(self.path, fd):
-                    self.path.unlink()
-            os.close(fd)  # releases the lock
+        if held[0] is not None:
+            self._let_go(held[0])
 
     def _acquire(self) -> int | None:
         while True:
