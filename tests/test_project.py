@@ -314,3 +314,17 @@ def test_matches_keras_dense_and_torch_linear():
         np.testing.assert_allclose(out, z["output"], rtol=1e-5, atol=1e-6)
         with pytest.raises(InputError, match=r"weights have shape \(3, 5\) but the data has F=5"):
             project_linear(x, weight, bias)
+
+
+@pytest.mark.parametrize("where", ["weights", "bias"])
+def test_parameters_beyond_the_compute_dtype_are_refused_not_cast_to_inf(where):
+    x = np.ones((2, 3, 4), np.float32)
+    weights, bias = np.ones((4, 2)), np.zeros(2)
+    if where == "weights":
+        weights[1, 1] = 1e300
+    else:
+        bias[0] = -1e300
+    with pytest.raises(InputError, match=f"{where} hold 1e\\+300, beyond float32"):
+        project_linear(x, weights, bias)
+    # float64 data computes in float64: the same parameters are fine
+    assert np.isfinite(project_linear(x.astype(np.float64), np.ones((4, 2)), bias * 0)).all()

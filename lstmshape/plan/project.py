@@ -69,7 +69,9 @@ def plan_project(
     else:
         assert weights is not None  # exactly one of weights and pca
         out_ntf = project_kernels.project_shape(shape_ntf, np.shape(weights), weights_layout)
-        project_kernels.check_parameters(weights, bias, out_ntf[-1], activation)
+        project_kernels.check_parameters(
+            weights, bias, out_ntf[-1], activation, project_kernels.compute_dtype(np.dtype(dtype))
+        )
         weights_shape = list(np.shape(weights))
         kernel = _projection(weights, bias, activation, weights_layout, masked)
     options: dict[str, Any] = {

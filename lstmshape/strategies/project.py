@@ -214,8 +214,8 @@ def project_linear(
     out_dtype = project_dtype(data.dtype)
     w = np.asarray(weights)
     k, _ = _check_weights(w.shape, data.shape[-1], weights_layout)
-    check_parameters(w, bias, k, activation)
     compute = compute_dtype(data.dtype)
+    check_parameters(w, bias, k, activation, compute)
     kernel = (w if weights_layout == "keras" else w.T).astype(compute, copy=False)
     with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 in the data is its own NaN
         z = np.matmul(data.astype(compute, copy=False), kernel)
@@ -227,15 +227,40 @@ def project_linear(
 
 
 def check_parameters(
-    weights: npt.ArrayLike, bias: npt.ArrayLike | None, k: int, activation: str
+    weights: npt.ArrayLike,
+    bias: npt.ArrayLike | None,
+    k: int,
+    activation: str,
+    compute: np.dtype | None = None,
 ) -> None:
-    """Weights and bias are numbers, the bias has K entries, the activation is known."""
+    """Weights and bias are numbers (within the range of `compute`, the dtype the projection
+    computes in, when given), the bias has K entries, the activation is known."""
     check_numeric(np.asarray(weights), "weights")
+    _check_range(np.asarray(weights), compute, "weights")
     if bias is not None:
         check_numeric(np.asarray(bias), "bias")
+        _check_range(np.asarray(bias), compute, "bias")
         _check_bias(np.shape(bias), k)
     if activation not in ACTIVATIONS:
         raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+
+
+def _check_range(values: np.ndarray, compute: np.dtype | None, what: str) -> None:
+    """Refuse finite values that would turn infinite in the dtype the projection computes in.
+
+    >>> _check_range(np.array([1e300]), np.dtype(np.float32), "weights")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    lstmshape.errors.InputError: weights hold 1e+300, beyond float32, ...
+    """
+    if compute is None or values.dtype.kind != "f" or values.dtype.itemsize <= compute.itemsize:
+        return
+    finite = np.abs(values[np.isfinite(values)])
+    largest = float(finite.max()) if finite.size else 0.0
+    if largest > float(np.finfo(compute).max):
+        raise InputError(
+            f"{what} hold {largest:.3g}, beyond {compute}, the dtype float16/32 data is "
+            "projected in; scale them or give float64 data"
+        )
 
 
 def zero_padding(out: np.ndarray, validity: Validity | None) -> np.ndarray:
