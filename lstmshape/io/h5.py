@@ -94,8 +94,21 @@ def _h5_info(path: str, key: str, dset: Any, filename: str | None = None) -> Arr
         "h5",
         chunks=dset.chunks,
         compression=dset.compression,
-        attrs=_LazyH5Attrs(filename or dset.file.filename, dset.name if filename is None else key),
+        attrs=_LazyH5Attrs(
+            filename or dset.file.filename,
+            dset.name if filename is None else key,
+            declared=_attribute_count(dset),
+        ),
     )
+
+
+def _attribute_count(dset: Any) -> int | None:
+    """How many attributes the dataset's header declares (None: unknown). Counting reads no
+    value, so it is safe on a damaged file; a dataset with none needs no guarded read."""
+    try:
+        return len(dset.attrs)
+    except _H5_DAMAGE:
+        return None
 
 
 class _LazyH5Attrs(Mapping[str, Any]):
@@ -107,9 +120,9 @@ class _LazyH5Attrs(Mapping[str, Any]):
     Attributes only inform: when they cannot be read, there are none, and `error` says why.
     """
 
-    def __init__(self, path: str, key: str) -> None:
+    def __init__(self, path: str, key: str, declared: int | None = None) -> None:
         self._path, self._key = str(Path(path).absolute()), key
-        self._read: dict[str, Any] | None = None
+        self._read: dict[str, Any] | None = {} if declared == 0 else None
         self.error: str | None = None
 
     def _values(self) -> dict[str, Any]:
