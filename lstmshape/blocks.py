@@ -118,7 +118,7 @@ def _stored_unit(source: Any, axis: int) -> int:
     return int(chunks[axis]) if chunks and len(chunks) > axis and chunks[axis] > 0 else 1
 
 
-def _buffered_blocks(
+def buffered_blocks(
     reader: Reader, axis: int, n: int, step: int
 ) -> Iterator[tuple[int, int, Array]]:
     """Blocks `[start, stop)` along `axis`, the next one fetched while the consumer works.
@@ -246,7 +246,7 @@ def iter_blocks(
     step = _block_step(source, axis, n, chunk_bytes)
     reader = reader_of(source)
     if reader is not None and math.prod(source.shape) > 0:
-        blocks = _buffered_blocks(reader, axis, n, step)
+        blocks = buffered_blocks(reader, axis, n, step)
     else:
         blocks = _plain_blocks(source, axis, n, step)
     for start, stop, block in blocks:
