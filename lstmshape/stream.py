@@ -124,8 +124,10 @@ def _run_gather(
     n = max(gather.validity_of(plan, spec).n, 1)
     blocks = gather.gather_blocks(source, plan, spec, chunk_bytes=chunk_bytes)
     for start, steps, picked, _nbytes in blocks:
-        out, _, checks = plan.apply(steps, picked)
-        tally.add(checks, start)
+        out = gather.as_result(plan, steps, picked)
+        if out is None:
+            out, _, checks = plan.apply(steps, picked)
+            tally.add(checks, start)
         sink.write(start, out, axis=0)
         if on_block is not None:
             on_block(int(source.nbytes) * len(steps) // n)
