@@ -13,7 +13,9 @@ file (its pages mapped ahead, then dropped from the resident set: no copy at all
 into a buffer, which puts it in the CPU cache for a slow kernel; the first blocks are timed
 both ways and the faster is kept (`_MapOrCopy`). Either way the resident set stays at a few
 blocks plus the kernel's temporaries, whatever the input size. Any other source (several
-files joined, Zarr) is read through its `read(start, stop, axis)`.
+files joined, Zarr) is read through its `read(start, stop, axis)`. Time-major means and
+extremes over a mask known up front skip the blocks of samples: they read the file's time
+rows in order (`lstmshape.timerows`, through `buffered_blocks`).
 
 Kernels receive views of the reused buffers: they must return new arrays (they do; the
 engine copies any output that would share memory with the buffer anyway).
@@ -119,14 +121,15 @@ def _stored_unit(source: Any, axis: int) -> int:
 
 
 def buffered_blocks(
-    reader: Reader, axis: int, n: int, step: int
+    reader: Reader, axis: int, n: int, step: int, *, timed: bool = True
 ) -> Iterator[tuple[int, int, Array]]:
     """Blocks `[start, stop)` along `axis`, the next one fetched while the consumer works.
 
     A block whose pages are in the page cache is used in place through a map of the file
-    (when the reader `maps`); any other is read into one of two reused buffers. A block stays
-    valid until the consumer asks for the next one. Fetches run in one background thread
-    when the reader releases the GIL.
+    (when the reader `maps`); any other is read into one of two reused buffers. With
+    `timed`, the first cached blocks are also copied, and the faster way kept (`_MapOrCopy`);
+    else cached blocks are always mapped. A block stays valid until the consumer asks for
+    the next one. Fetches run in one background thread when the reader releases the GIL.
     """
     shape, dtype = reader.shape, reader.dtype
     per_index = dtype.itemsize * math.prod(shape) // max(shape[axis], 1)
@@ -138,7 +141,7 @@ def buffered_blocks(
     # pile up in the resident set (measured: 450 MiB for a 4 GiB file).
     maps = bool(getattr(reader, "maps", False)) and axis == 0
 
-    probe = _MapOrCopy(count if maps and depth > 1 else 0)
+    probe = _MapOrCopy(count if maps and depth > 1 and timed else 0)
 
     def fill(k: int, use_map: bool = maps) -> tuple[int, int, Array, bool]:
         start, stop = k * step, min(n, (k + 1) * step)
