@@ -90,6 +90,19 @@ def reader_of(source: Any) -> Reader | None:
     return None
 
 
+def read_copy(source: Any, start: int, stop: int, axis: int) -> Array:
+    """Indices `start:stop` along `axis` as a new array, read by the source's reader when it
+    has one: a view of a memory map would keep every page it touches mapped (2 MiB folios
+    around each time row of a time-major block) until the source is closed."""
+    reader = reader_of(source)
+    if reader is None:
+        return np.array(source.read(start, stop, axis=axis))
+    shape = (*reader.shape[:axis], stop - start, *reader.shape[axis + 1 :])
+    out = np.empty(shape, reader.dtype)
+    reader.read_into(start, stop, axis, out)
+    return out
+
+
 # What a sample costs besides its data (its valid count and indices, an output row): a
 # (0, 2**31, 6) time-major header holds no data bytes, yet two billion samples.
 _MIN_SAMPLE_BYTES = 64

@@ -207,3 +207,15 @@ def test_the_cli_folds_a_time_major_mean(tmp_path: Path, run_cli) -> None:
     with io.open_array(str(tmp_path / "x.npy")) as source:
         plan = api.plan_reduce(x.shape, x.dtype, "mean", layout="tnf", empty="nan")
         assert timerows.can_fold(source, plan, spec)
+
+
+def test_an_audit_sample_is_read_into_a_new_array(tmp_path: Path) -> None:
+    """The sampled audit of a fold (or gather) reads its samples by the reader: a view of the
+    memory map would keep the pages it touched mapped for the rest of the run."""
+    x = np.random.default_rng(6).standard_normal((5, 4, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    with io.open_array(str(tmp_path / "x.npy")) as source:
+        for axis in (0, 1):
+            got = blocks.read_copy(source, 1, 3, axis)
+            assert not np.shares_memory(got, source.read_all())
+            np.testing.assert_array_equal(got, np.take(x, range(1, 3), axis=axis))
