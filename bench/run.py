@@ -511,6 +511,24 @@ def run_engine(bench: Bench) -> None:
     bench.rows = [row for row in bench.rows if row.tool != "engine"]
 
 
+def run_gather_cold(bench: Bench) -> None:
+    """`last --lengths` on the evicted file against a plain cold read of it (the `npy`
+    step's cold cells alone, without the full reductions and one-liners)."""
+    inputs = bench.inputs
+    floor = [bench.python, "-c", FLOOR_NPY, inputs.npy, 1 << 24]
+    cells = [
+        Cell("floor-npy-cold", "read", ".npy", "plain readinto loop", floor),
+        Cell(
+            "last-L-npy-cold",
+            "last --lengths",
+            ".npy",
+            "lstmshape",
+            bench.reduce_cmd(inputs.npy, "last", True, "out.npy"),
+        ),
+    ]
+    measure(bench, "cold", [inputs.npy], cells)
+
+
 def run_h5(bench: Bench, cache: str) -> None:
     inputs, py = bench.inputs, bench.python
     cells = [
@@ -862,7 +880,8 @@ def main(argv: list[str] | None = None) -> int:
         "--steps",
         type=lambda text: set(text.split(",")),
         default=None,
-        help="only these steps, comma-separated (npy,engine,h5,tnf,startup; cold ones too)",
+        help="only these steps, comma-separated (npy,engine,h5,tnf,gather,startup; cold "
+        "ones too; gather: cold last against a cold read)",
     )
     args = parser.parse_args(argv)
 
@@ -890,6 +909,8 @@ def _measure(bench: Bench, args: argparse.Namespace) -> int:
     print(eviction, flush=True)
     steps = [("npy warm", lambda: run_npy(bench, "warm")), ("engine", lambda: run_engine(bench))]
     steps += [("h5 warm", lambda: run_h5(bench, "warm")), ("tnf warm", lambda: run_tnf(bench))]
+    if args.cold and args.steps is not None and "gather" in args.steps:
+        steps += [("gather cold", lambda: run_gather_cold(bench))]  # the npy step's cells
     if args.cold:
         steps += [("npy cold", lambda: run_npy(bench, "cold"))]
         steps += [("h5 cold", lambda: run_h5(bench, "cold"))]

@@ -4,8 +4,10 @@ A time-major file keeps each time step of every sample together: its time rows a
 contiguous run, while a block of whole samples is T short runs (a copy each). `TimeFold`
 takes pieces of time rows in any order along N but in time order, keeps each sample's
 running sum or extreme, and at the end gives what `reduce.reduce_steps` gives for the same
-strategy, bit for bit: a sum adds a sample's valid steps in time order starting from zero,
-as the kernel's einsum does (its 0/1 weights add nothing else).
+strategy: max/min bit for bit; a sum adds a sample's valid steps in time order starting
+from zero, as the kernel's masked einsum does (its 0/1 weights add nothing else), so bit
+for bit there too. The kernel's other sums (an unmasked input, F == 1, rows redone because
+padding made them non-finite) may add in another order: the last bit may differ.
 
 Padding never reaches a result, whatever it holds (NaN, inf): with lengths, a sample's
 running value is copied out right after its last valid step (post-padding) or restarted
