@@ -653,10 +653,11 @@ class Target:
 
 WHY_GATHER = (
     "rows of a cached file are copied out of a map of it (FileArray.read_rows), its pages "
-    "dropped every 16 MiB of the file; a fault still costs about 1 us a row (the folio around "
-    "each row is mapped), so 32768 rows take ~15-25 ms against ~0.5 s for the full reduce. "
-    "Positioned reads (the cold path) cost 1.4-2 us a row; Linux AIO with all rows in one "
-    "io_submit was no faster (68 ms). Whole commands are dominated by start-up (~130 ms)."
+    "dropped every 16 MiB of the file, and handed over as the output when every sample has "
+    "its step; what is left is about one page fault per row where the page cache holds the "
+    "file in folios smaller than 2 MiB (fault-around, unmapping: ~45% of a gather), ~1-2 us "
+    "a row. Positioned reads (the cold path) cost 1.4-2 us a row; Linux AIO, process_vm_readv "
+    "and populating whole spans were no faster."
 )
 WHY_TIME_MAJOR = (
     "time-major mean/sum/max/min over a known mask are folded along the file's time rows "
