@@ -502,8 +502,31 @@ def run_engine(bench: Bench) -> None:
         )
         for s, path, layout in runs
     ]
+    # Both files read into the page cache alike (evicted, then read in order): how the bench
+    # wrote them (the time-major copy through a map) must not set the folios they are held in.
+    for path in (inputs.npy, inputs.tnf):
+        evict(path)
+        warm(path)
     measure(bench, "warm", [inputs.npy, inputs.tnf], cells)
     bench.rows = [row for row in bench.rows if row.tool != "engine"]
+
+
+def run_gather_cold(bench: Bench) -> None:
+    """`last --lengths` on the evicted file against a plain cold read of it (the `npy`
+    step's cold cells alone, without the full reductions and one-liners)."""
+    inputs = bench.inputs
+    floor = [bench.python, "-c", FLOOR_NPY, inputs.npy, 1 << 24]
+    cells = [
+        Cell("floor-npy-cold", "read", ".npy", "plain readinto loop", floor),
+        Cell(
+            "last-L-npy-cold",
+            "last --lengths",
+            ".npy",
+            "lstmshape",
+            bench.reduce_cmd(inputs.npy, "last", True, "out.npy"),
+        ),
+    ]
+    measure(bench, "cold", [inputs.npy], cells)
 
 
 def run_h5(bench: Bench, cache: str) -> None:
@@ -630,18 +653,17 @@ class Target:
 
 WHY_GATHER = (
     "rows of a cached file are copied out of a map of it (FileArray.read_rows), its pages "
-    "dropped every 16 MiB of the file; a fault still costs about 1 us a row (the folio around "
-    "each row is mapped), so 32768 rows take ~15-25 ms against ~0.5 s for the full reduce. "
-    "Positioned reads (the cold path) cost 1.4-2 us a row; Linux AIO with all rows in one "
-    "io_submit was no faster (68 ms). Whole commands are dominated by start-up (~130 ms)."
+    "dropped every 16 MiB of the file, and handed over as the output when every sample has "
+    "its step; what is left is about one page fault per row where the page cache holds the "
+    "file in folios smaller than 2 MiB (fault-around, unmapping: ~45% of a gather), ~1-2 us "
+    "a row. Positioned reads (the cold path) cost 1.4-2 us a row; Linux AIO, process_vm_readv "
+    "and populating whole spans were no faster."
 )
 WHY_TIME_MAJOR = (
-    "a block of whole samples of a (T, N, F) file is T runs of 128 KiB; a batch-first block "
-    "is mapped in place through 2 MiB page-table entries (~2 ms a GiB), while these runs "
-    "cost either a copy (pread, ~0.17 s a GiB) or 4 KiB entries (populating ~0.09 s and "
-    "dropping ~0.1 s a GiB), more than the kernel itself (~0.08 s a GiB). Tried: mapping "
-    "time-major blocks (no faster, +50 MiB RSS). The kernels on data in memory meet the goal "
-    "(bench_kernels.py --layout tnf)."
+    "time-major mean/sum/max/min over a known mask are folded along the file's time rows "
+    "(lstmshape.timerows: contiguous, mapped in place when cached, per-sample running values); "
+    "what is left is the fold's own kernel against the batch-first one, and the load of this "
+    "shared machine (best of a few runs)."
 )
 WHY_VERSION = (
     "importing click alone takes ~20 ms and Python ~8 ms, against ~66 ms for numpy; "
@@ -859,7 +881,8 @@ def main(argv: list[str] | None = None) -> int:
         "--steps",
         type=lambda text: set(text.split(",")),
         default=None,
-        help="only these steps, comma-separated (npy,engine,h5,tnf,startup; cold ones too)",
+        help="only these steps, comma-separated (npy,engine,h5,tnf,gather,startup; cold "
+        "ones too; gather: cold last against a cold read)",
     )
     args = parser.parse_args(argv)
 
@@ -887,6 +910,8 @@ def _measure(bench: Bench, args: argparse.Namespace) -> int:
     print(eviction, flush=True)
     steps = [("npy warm", lambda: run_npy(bench, "warm")), ("engine", lambda: run_engine(bench))]
     steps += [("h5 warm", lambda: run_h5(bench, "warm")), ("tnf warm", lambda: run_tnf(bench))]
+    if args.cold and args.steps is not None and "gather" in args.steps:
+        steps += [("gather cold", lambda: run_gather_cold(bench))]  # the npy step's cells
     if args.cold:
         steps += [("npy cold", lambda: run_npy(bench, "cold"))]
         steps += [("h5 cold", lambda: run_h5(bench, "cold"))]

@@ -132,7 +132,7 @@ def sample_findings(
     source: Any, plan: Plan, spec: MaskSpec, audit: AuditSpec
 ) -> list[padding.Finding]:
     """The audit of a row gather: its first samples, about `SAMPLE_BYTES` of them."""
-    from lstmshape.blocks import rows_per_block
+    from lstmshape.blocks import read_copy, rows_per_block
 
     n, t, f = ntf_shape(plan.in_shape, plan.layout, command=plan.operation)
     rows = min(n, rows_per_block((n, t, f), source.dtype.itemsize, SAMPLE_BYTES))
@@ -141,7 +141,7 @@ def sample_findings(
     from lstmshape.limits import refuse_huge_reads
 
     refuse_huge_reads(source, 1 if plan.layout == "tnf" else 0)
-    sample = as_ntf(source.read(0, rows, axis=1 if plan.layout == "tnf" else 0), plan.layout)
+    sample = as_ntf(read_copy(source, 0, rows, 1 if plan.layout == "tnf" else 0), plan.layout)
     validity = spec.for_block(sample, 0, rows)
     accumulator = PaddingAudit(audit)
     accumulator.add(sample, validity)

@@ -13,7 +13,9 @@ file (its pages mapped ahead, then dropped from the resident set: no copy at all
 into a buffer, which puts it in the CPU cache for a slow kernel; the first blocks are timed
 both ways and the faster is kept (`_MapOrCopy`). Either way the resident set stays at a few
 blocks plus the kernel's temporaries, whatever the input size. Any other source (several
-files joined, Zarr) is read through its `read(start, stop, axis)`.
+files joined, Zarr) is read through its `read(start, stop, axis)`. Time-major means and
+extremes over a mask known up front skip the blocks of samples: they read the file's time
+rows in order (`lstmshape.timerows`, through `buffered_blocks`).
 
 Kernels receive views of the reused buffers: they must return new arrays (they do; the
 engine copies any output that would share memory with the buffer anyway).
@@ -88,6 +90,19 @@ def reader_of(source: Any) -> Reader | None:
     return None
 
 
+def read_copy(source: Any, start: int, stop: int, axis: int) -> Array:
+    """Indices `start:stop` along `axis` as a new array, read by the source's reader when it
+    has one: a view of a memory map would keep every page it touches mapped (2 MiB folios
+    around each time row of a time-major block) until the source is closed."""
+    reader = reader_of(source)
+    if reader is None:
+        return np.array(source.read(start, stop, axis=axis))
+    shape = (*reader.shape[:axis], stop - start, *reader.shape[axis + 1 :])
+    out = np.empty(shape, reader.dtype)
+    reader.read_into(start, stop, axis, out)
+    return out
+
+
 # What a sample costs besides its data (its valid count and indices, an output row): a
 # (0, 2**31, 6) time-major header holds no data bytes, yet two billion samples.
 _MIN_SAMPLE_BYTES = 64
@@ -118,15 +133,16 @@ def _stored_unit(source: Any, axis: int) -> int:
     return int(chunks[axis]) if chunks and len(chunks) > axis and chunks[axis] > 0 else 1
 
 
-def _buffered_blocks(
-    reader: Reader, axis: int, n: int, step: int
+def buffered_blocks(
+    reader: Reader, axis: int, n: int, step: int, *, timed: bool = True
 ) -> Iterator[tuple[int, int, Array]]:
     """Blocks `[start, stop)` along `axis`, the next one fetched while the consumer works.
 
     A block whose pages are in the page cache is used in place through a map of the file
-    (when the reader `maps`); any other is read into one of two reused buffers. A block stays
-    valid until the consumer asks for the next one. Fetches run in one background thread
-    when the reader releases the GIL.
+    (when the reader `maps`); any other is read into one of two reused buffers. With
+    `timed`, the first cached blocks are also copied, and the faster way kept (`_MapOrCopy`);
+    else cached blocks are always mapped. A block stays valid until the consumer asks for
+    the next one. Fetches run in one background thread when the reader releases the GIL.
     """
     shape, dtype = reader.shape, reader.dtype
     per_index = dtype.itemsize * math.prod(shape) // max(shape[axis], 1)
@@ -138,7 +154,7 @@ def _buffered_blocks(
     # pile up in the resident set (measured: 450 MiB for a 4 GiB file).
     maps = bool(getattr(reader, "maps", False)) and axis == 0
 
-    probe = _MapOrCopy(count if maps and depth > 1 else 0)
+    probe = _MapOrCopy(count if maps and depth > 1 and timed else 0)
 
     def fill(k: int, use_map: bool = maps) -> tuple[int, int, Array, bool]:
         start, stop = k * step, min(n, (k + 1) * step)
@@ -246,7 +262,7 @@ def iter_blocks(
     step = _block_step(source, axis, n, chunk_bytes)
     reader = reader_of(source)
     if reader is not None and math.prod(source.shape) > 0:
-        blocks = _buffered_blocks(reader, axis, n, step)
+        blocks = buffered_blocks(reader, axis, n, step)
     else:
         blocks = _plain_blocks(source, axis, n, step)
     for start, stop, block in blocks:

@@ -56,7 +56,8 @@ def gather_blocks(
     source: Any, plan: Plan, spec: MaskSpec, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES
 ) -> Iterator[tuple[int, Array, Validity, int]]:
     """Yield `(start, steps, validity, nbytes)`: per block of samples, the (n, k, F) steps
-    `plan.gather` picks, read row by row, and the validity of those k steps."""
+    `plan.gather` picks, read row by row, and the validity of those k steps (a new array
+    each block)."""
     reader = reader_of(source)
     assert reader is not None and plan.gather is not None
     validity = validity_of(plan, spec)
@@ -73,3 +74,12 @@ def gather_blocks(
             steps = np.zeros((*wanted.shape, width), dtype)
             steps[wanted] = staging
         yield start, steps, picked, staging.nbytes
+
+
+def as_result(plan: Plan, steps: Array, picked: Validity) -> Array | None:
+    """The gathered steps themselves as the plan's output block, when they are it: one step
+    per sample and every sample has it (the last or first of one step is that step; the
+    kernel would copy it). None otherwise: the kernel then takes them."""
+    if steps.shape[1] != 1 or picked.lengths is None or not bool(picked.lengths.all()):
+        return None
+    return steps if plan.options.get("keepdims") else steps[:, 0]

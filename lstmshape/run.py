@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmshape import engines, gather
+from lstmshape import engines, gather, timerows
 from lstmshape.audit import PaddingAudit, audit_spec, sample_findings
 from lstmshape.errors import InputError
 from lstmshape.inputs import MaskRequest
@@ -256,9 +256,12 @@ def _stream(
     may_fail_late |= plan.rejects_empty and job.spec.validity is None
     # A stream on standard input shows it was cut short only when it ends.
     may_fail_late |= job.input_ref.is_stdio
-    # A gather reads too little to audit, and the dask engine's blocks stay on its workers:
-    # both audit their first samples here instead.
+    # A gather reads too little to audit, a fold reads time rows (not whole samples), and
+    # the dask engine's blocks stay on its workers: they audit their first samples instead.
     sampled = request.engine == "dask" or gather.can_gather(job.source, plan, job.spec)
+    sampled |= request.engine != "dask" and timerows.can_fold(
+        job.source, plan, job.spec, request.chunk_bytes
+    )
     if sampled:
         audit.report(sample_findings(job.source, plan, job.spec, audit.spec), request.strict)
     with (

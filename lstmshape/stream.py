@@ -2,7 +2,8 @@
 
 Each block holds whole samples (every timestep of them), so any kernel that works per
 sample gives the same result streamed as in memory (`lstmshape.blocks` reads them);
-`last`/`first` read only the rows they pick (`lstmshape.gather`). The engine owns the run's
+`last`/`first` read only the rows they pick (`lstmshape.gather`), and time-major means and
+extremes read the file's time rows in order (`lstmshape.timerows`). The engine owns the run's
 `checks.RunTally` and raises what the whole input shows before the sink is committed.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lstmshape import gather
+from lstmshape import gather, timerows
 from lstmshape.audit import PaddingAudit
 from lstmshape.blocks import DEFAULT_CHUNK_BYTES, BlockReader, BlockWriter, iter_blocks
 from lstmshape.checks import RunTally
@@ -38,7 +39,7 @@ def run_plan(
 ) -> Array | None:
     """Apply `plan` to every block, writing each output block to `sink` as it comes; raise
     (before the sink is committed) for what the whole input shows (`checks.RunTally`).
-    `audit` is given every block read (not the rows of a gather).
+    `audit` is given every block read (not the rows of a gather or the time rows of a fold).
 
     Returns the side output of windowed pooling (the (N, T') output mask), or None.
     """
@@ -49,6 +50,9 @@ def run_plan(
     if gather.can_gather(source, plan, spec):
         _run_gather(source, plan, spec, sink, tally, chunk_bytes, on_block)
         tally.check()
+        return None
+    if timerows.can_fold(source, plan, spec, chunk_bytes):
+        _run_fold(source, plan, spec, sink, chunk_bytes, on_block)
         return None
     extras: list[Array] = []
     blocks = iter_blocks(source, plan.layout, spec, chunk_bytes=chunk_bytes, on_block=on_block)
@@ -120,11 +124,31 @@ def _run_gather(
     n = max(gather.validity_of(plan, spec).n, 1)
     blocks = gather.gather_blocks(source, plan, spec, chunk_bytes=chunk_bytes)
     for start, steps, picked, _nbytes in blocks:
-        out, _, checks = plan.apply(steps, picked)
-        tally.add(checks, start)
+        out = gather.as_result(plan, steps, picked)
+        if out is None:
+            out, _, checks = plan.apply(steps, picked)
+            tally.add(checks, start)
         sink.write(start, out, axis=0)
         if on_block is not None:
             on_block(int(source.nbytes) * len(steps) // n)
+
+
+def _run_fold(
+    source: Any,
+    plan: Plan,
+    spec: MaskSpec,
+    sink: BlockWriter,
+    chunk_bytes: int,
+    on_block: Callable[[int], None] | None,
+) -> None:
+    """run_plan for a reduction folded over time rows. Its whole-run checks are settled
+    before reading (a mask known up front, `NaN` propagated): no tally."""
+    out = timerows.fold_time_rows(source, plan, spec, chunk_bytes=chunk_bytes, on_block=on_block)
+    if plan.options.get("keepdims"):
+        out = out[:, None, :]
+    step = max(1, chunk_bytes // max(out[0].nbytes if len(out) else 1, 1))
+    for start in range(0, len(out), step):
+        sink.write(start, out[start : start + step], axis=0)
 
 
 def _detached(out: Array, block: Array) -> Array:

@@ -316,6 +316,24 @@ def test_gather_reads_rows_only_and_equals_full_read(tmp_path: Path, fmt: str, l
                     np.testing.assert_array_equal(gathered.result(), full.result())
 
 
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_gathered_steps_are_the_output_when_every_sample_has_one(
+    tmp_path: Path, keepdims: bool
+) -> None:
+    x = _data(16)
+    ref = _write(x, "npy", tmp_path / "in")
+    for mask_name in ("none", "post"):  # "post": sample 2 is empty, the kernel fills it
+        plan = api.plan_reduce(x.shape, x.dtype, "last", keepdims=keepdims, empty="zero")
+        spec = _spec(MASKS[mask_name], "ntf")
+        with io.open_array(ref) as source:
+            blocks_seen = list(gather.gather_blocks(source, plan, spec, chunk_bytes=3 * F * 4))
+        handed = [gather.as_result(plan, steps, picked) for _, steps, picked, _ in blocks_seen]
+        empty = _validity(spec).counts() == 0  # one sample a block at this chunk size
+        assert [out is None for out in handed] == empty.tolist()
+        expected = api.reduce(x, "last", keepdims=keepdims, empty="zero", **MASKS[mask_name])
+        np.testing.assert_array_equal(_stream(ref, plan, spec, 3 * F * 4), expected)
+
+
 def _validity(spec: MaskSpec) -> Validity:
     return spec.validity if spec.validity is not None else Validity.all_valid(N, T)
 

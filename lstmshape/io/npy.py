@@ -100,6 +100,20 @@ class FileArray:
     def align(self, axis: int) -> int:
         return 1
 
+    def flattened(self) -> FileArray:
+        """The same bytes as a 2-D array (every index of the leading axes, the last axis).
+
+        It shares this reader's descriptors (closed with it) and has a map of its own, which
+        is unmapped once nothing uses it: closing a map under a live view would crash.
+        """
+        rows = math.prod(self.shape[:-1]) if len(self.shape) > 1 else 1
+        flat = FileArray(
+            self._file.path, self.offset, (rows, self.shape[-1]), self.dtype, self.where
+        )
+        flat._file = self._file
+        flat.maps = self.maps
+        return flat
+
     def _inner(self, axis: int) -> int:
         return math.prod(self.shape[axis + 1 :]) * self.dtype.itemsize
 

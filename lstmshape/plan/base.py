@@ -64,6 +64,9 @@ class Plan:
     #: (n, k, F) gathered steps gives the same result as on the whole block. The streaming
     #: engine then reads only those rows.
     gather: Gather | None = field(default=None, repr=False, compare=False)
+    #: For reductions over valid steps (mean/sum/max/min): the strategy, which the engine
+    #: may fold along the time rows of a time-major input (`lstmshape.timerows`).
+    fold: str | None = field(default=None, compare=False)
 
     @property
     def rejects_empty(self) -> bool:

@@ -14,6 +14,7 @@ from lstmshape.masks import Layout
 from lstmshape.plan.base import Array, Gather, Kernel, Plan, in_layout, ntf_shape
 from lstmshape.strategies import reduce as reduce_kernels
 from lstmshape.strategies import window as window_kernels
+from lstmshape.strategies.fold import FOLDS
 from lstmshape.validity import Validity, describe_empty
 
 _SHOWN = 5  # sample indices named in an error
@@ -99,6 +100,7 @@ def _reduction(
         options=options,
         nan_policy=nan_policy,
         empty=empty,
+        fold=strategy if strategy in FOLDS else None,
     )
 
 

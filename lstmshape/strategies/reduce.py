@@ -235,6 +235,8 @@ def _take_step(data: Array, validity: Validity, strategy: str, bidirectional: bo
     rows = np.arange(n)
     # Empty samples hold -1 (a valid index); their rows are filled afterwards.
     if not bidirectional:
+        if data.shape[1] == 1:  # one step (a row gather's): a plain copy, 2x a fancy index
+            return data[:, 0].copy()
         return data[rows, forward]
     backward = mirror()
     half = f // 2
