@@ -191,8 +191,9 @@ def diff_sources(
         for _ in range(_threads())
     ]
     blocks = _paired_blocks(source_a, source_b, layout, layout_b, spec, chunk_bytes, on_block)
-    for start, a, b, rows in blocks:
-        _update_in_parallel(accumulators, start, a, b, rows)
+    with _Parts(accumulators) as compare_block:
+        for start, a, b, rows in blocks:
+            compare_block(start, a, b, rows)
     accumulator = accumulators[0]
     for other in accumulators[1:]:
         accumulator.merge(other)
@@ -210,43 +211,55 @@ _MIN_PART_ELEMENTS = 1 << 18
 
 
 def _threads() -> int:
-    """One comparing thread per two cores: each input has its read-ahead thread, and on the
-    2-core machine of bench/RESULTS.md a second comparing thread made runs slower (the
-    cores were shared; more threads mapping and touching the same files)."""
+    """One comparing thread per core (at most `_MAX_THREADS`): the comparison is CPU-bound,
+    and the read-ahead threads mostly wait (a cached block is mapped, not copied)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus // 2, _MAX_THREADS))
+    return max(1, min(cpus, _MAX_THREADS))
 
 
-def _update_in_parallel(
-    accumulators: list[DiffAccumulator], start: int, a: Array, b: Array, rows: Validity | None
-) -> None:
-    """Compare a block, its samples split evenly among the accumulators, one thread each."""
-    n = len(a)
-    parts = max(1, min(len(accumulators), n, a.size // _MIN_PART_ELEMENTS))
-    edges = [n * k // parts for k in range(parts + 1)]
-    calls = [
-        functools.partial(
-            accumulator.update,
-            a[lo:hi],
-            b[lo:hi],
-            None if rows is None else rows.rows(lo, hi),
-            start + lo,
-        )
-        for accumulator, lo, hi in zip(accumulators, edges, edges[1:], strict=False)
-    ]
-    from concurrent.futures import ThreadPoolExecutor
+class _Parts:
+    """Compares each block with its samples split evenly among the accumulators, one thread
+    each (this one and a pool started once for the run)."""
 
-    if len(calls) == 1:
-        calls[0]()
-        return
-    with ThreadPoolExecutor(len(calls) - 1, thread_name_prefix="lstmshape-diff") as pool:
-        pending = [pool.submit(call) for call in calls[1:]]
-        calls[0]()
-        for future in pending:
-            future.result()  # a part's error is raised here
+    def __init__(self, accumulators: list[DiffAccumulator]) -> None:
+        self.accumulators = accumulators
+        self.pool: Any = None
+
+    def __enter__(self) -> Callable[[int, Array, Array, Validity | None], None]:
+        if len(self.accumulators) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            workers = len(self.accumulators) - 1
+            self.pool = ThreadPoolExecutor(workers, thread_name_prefix="lstmshape-diff")
+        return self.update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def update(self, start: int, a: Array, b: Array, rows: Validity | None) -> None:
+        n = len(a)
+        parts = max(1, min(len(self.accumulators), n, a.size // _MIN_PART_ELEMENTS))
+        edges = [n * k // parts for k in range(parts + 1)]
+        calls = [
+            functools.partial(
+                accumulator.update,
+                a[lo:hi],
+                b[lo:hi],
+                None if rows is None else rows.rows(lo, hi),
+                start + lo,
+            )
+            for accumulator, lo, hi in zip(self.accumulators, edges, edges[1:], strict=False)
+        ]
+        pending = [self.pool.submit(call) for call in calls[1:]]
+        try:
+            calls[0]()
+        finally:
+            for future in pending:
+                future.result()  # a part's error is raised here (after every part ended)
 
 
 def _index_function(shape: tuple[int, ...], layout: Layout) -> Callable[[int, int, int], tuple]:
@@ -283,7 +296,8 @@ def _paired_blocks(
         yield 0, a.reshape(1, 1, 1), b.reshape(1, 1, 1), None
         return
     shape = view_shape(tuple(source_a.shape), layout_a)
-    opts: dict[str, Any] = {"chunk_bytes": chunk_bytes, "on_block": on_block}
+    # mapped, the comparison ran 2-3x faster than on copies (bench/RESULTS.md): no timing
+    opts: dict[str, Any] = {"chunk_bytes": chunk_bytes, "on_block": on_block, "probe": False}
     with (
         contextlib.closing(iter_blocks(source_a, layout_a, spec, **opts)) as blocks_a,
         contextlib.closing(iter_blocks(source_b, layout_b, MaskSpec(), **opts)) as blocks_b,
