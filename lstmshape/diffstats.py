@@ -55,19 +55,13 @@ class _Piece:
     max_rel: float  # the piece's largest relative difference (NaN: none)
     max_key: Array  # (s,) like max_abs, +inf where a NaN met a number
     peak: float  # the largest key (NaN: none)
-    key: Array  # (s, t, F) |a - b|, +inf for NaN mismatches (padding: 0 or NaN)
-    rel: Array  # (s, t, F) |a - b| / |b|
-    signed: bool = False  # key and rel hold a - b and (a - b) / b: `absolute` makes them so
+    # key, rel: (s, t, F) |a - b| (+inf for NaN mismatches; padding: 0 or NaN) and
+    # |a - b| / |b|, or, from the fast path, a - b and (a - b) / b: signs to drop
+    key: Array
+    rel: Array
     differs: Array | None = None  # (s,) bool; None: nothing differs
     has_nan: Array | None = None
     counts: tuple[int, int, int] = (0, 0, 0)  # differing elements, steps, NaN mismatches
-
-    def absolute(self) -> None:
-        """key and rel as |a - b| and |a - b| / |b| (the fast path leaves their signs)."""
-        if self.signed:
-            np.abs(self.key, out=self.key)
-            np.abs(self.rel, out=self.rel)
-            self.signed = False
 
 
 # The fast path's screen `max(|a - b| / |b|) <= rtol * (1 - _MARGIN)` proves every element
@@ -129,11 +123,10 @@ class _Kernel:
         np.divide(d, b, out=r)  # NaN: 0 / 0 only (padding: 0 / anything)
         largest, smallest = float(np.fmax.reduce(r, axis=None)), float(np.fmin.reduce(r, axis=None))
         max_rel = max(largest, -smallest) + 0.0  # NaN if both are (+ 0.0: never -0.0)
-        piece = _Piece(max_abs, max_rel, max_abs, peak, d, r, signed=True)
+        piece = _Piece(max_abs, max_rel, max_abs, peak, d, r)
         if peak <= self.tol.atol or max_rel <= self._rel_bound:
             return piece
-        piece.absolute()
-        np.less_equal(d, self._tolerance(np.abs(b, out=t)), out=ok)
+        np.less_equal(np.abs(d, out=d), self._tolerance(np.abs(b, out=t)), out=ok)
         if pad is not None:
             _rows(ok)[pad] = True
         return piece if ok.all() else self._beyond(piece, ok)
@@ -312,12 +305,11 @@ class DiffAccumulator:
 
     def _update_worst(self, piece: _Piece, a: Array, b: Array, first: int, step0: int) -> None:
         """Keep the `keep` largest nonzero differences: larger first, then by position."""
-        piece.absolute()
         threshold = self._threshold()
         samples = np.flatnonzero(piece.max_key > threshold)
         if not samples.size:
             return
-        keys = piece.key[samples].reshape(-1)
+        keys = np.abs(piece.key[samples].reshape(-1))
         found = np.flatnonzero(keys > threshold)
         if found.size > self.keep:
             kth = np.partition(keys[found], found.size - self.keep)[found.size - self.keep]
@@ -327,7 +319,7 @@ class DiffAccumulator:
         for flat in order.tolist():
             i, j, k = samples[flat // (t * f)], flat // f % t, flat % f
             entry = (-float(keys[flat]), first + int(i), step0 + j, k)
-            values = (float(a[i, j, k]), float(b[i, j, k]), float(piece.rel[i, j, k]))
+            values = (float(a[i, j, k]), float(b[i, j, k]), abs(float(piece.rel[i, j, k])))
             self.worst.append((*entry, *values))
         self.worst.sort(key=lambda e: e[:4])
         del self.worst[self.keep :]
