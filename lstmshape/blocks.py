@@ -241,9 +241,9 @@ def iter_blocks(
     `x_ntf` may be a view of a reused buffer: it is valid until the next block is asked for.
     `probe=False`: cached blocks are mapped, never timed against copies (`_MapOrCopy`).
     """
-    from lstmshape.plan import as_ntf  # the plans import every kernel: not for inspect
-
     time_major = layout == "tnf" and len(source.shape) == 3
+    if time_major:  # the plans import every kernel: not for inspect, nor a batch-first diff
+        from lstmshape.plan import as_ntf
     axis = 1 if time_major else 0
     n = source.shape[axis]
     step = _block_step(source, axis, n, chunk_bytes)
