@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -221,8 +221,12 @@ def _threads() -> int:
 
 
 class _Parts:
-    """Compares each block with its samples split evenly among the accumulators, one thread
-    each (this one and a pool started once for the run)."""
+    """Compares each block in parts of whole samples, the accumulators each in its thread
+    (this one and a pool started once for the run) taking the next part when done with one:
+    a thread held up (a shared machine) leaves its parts to the others."""
+
+    #: Parts per thread and block: more balance the threads, each costs a call's overhead.
+    PER_THREAD = 2
 
     def __init__(self, accumulators: list[DiffAccumulator]) -> None:
         self.accumulators = accumulators
@@ -241,22 +245,23 @@ class _Parts:
             self.pool.shutdown()
 
     def update(self, start: int, a: Array, b: Array, rows: Validity | None) -> None:
-        n = len(a)
-        parts = max(1, min(len(self.accumulators), n, a.size // _MIN_PART_ELEMENTS))
+        n, threads = len(a), len(self.accumulators)
+        if threads == 1 or a.size < 2 * _MIN_PART_ELEMENTS:
+            self.accumulators[0].update(a, b, rows, start)
+            return
+        parts = max(2, min(threads * self.PER_THREAD, n, a.size // _MIN_PART_ELEMENTS))
         edges = [n * k // parts for k in range(parts + 1)]
-        calls = [
-            functools.partial(
-                accumulator.update,
-                a[lo:hi],
-                b[lo:hi],
-                None if rows is None else rows.rows(lo, hi),
-                start + lo,
-            )
-            for accumulator, lo, hi in zip(self.accumulators, edges, edges[1:], strict=False)
-        ]
-        pending = [self.pool.submit(call) for call in calls[1:]]
+        # one iterator shared by the threads: `next` on a list's iterator is atomic
+        ranges = iter(list(itertools.pairwise(edges)))
+
+        def work(accumulator: DiffAccumulator) -> None:
+            for lo, hi in ranges:
+                part = None if rows is None else rows.rows(lo, hi)
+                accumulator.update(a[lo:hi], b[lo:hi], part, start + lo)
+
+        pending = [self.pool.submit(work, other) for other in self.accumulators[1:]]
         try:
-            calls[0]()
+            work(self.accumulators[0])
         finally:
             for future in pending:
                 future.result()  # a part's error is raised here (after every part ended)
