@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.blocks import DEFAULT_CHUNK_BYTES, iter_blocks
+from lstmshape.diffparts import BlockParts
 from lstmshape.diffreport import DiffReport, Tolerance
 from lstmshape.diffstats import DiffAccumulator, comparison_dtype
 from lstmshape.errors import InputError
@@ -191,7 +191,7 @@ def diff_sources(
         for _ in range(_threads())
     ]
     blocks = _paired_blocks(source_a, source_b, layout, layout_b, spec, chunk_bytes, on_block)
-    with _Parts(accumulators) as compare_block:
+    with BlockParts(accumulators, _MIN_PART_ELEMENTS) as compare_block:
         for start, a, b, rows in blocks:
             compare_block(start, a, b, rows)
     accumulator = accumulators[0]
@@ -212,59 +212,13 @@ _MIN_PART_ELEMENTS = 1 << 18
 
 def _threads() -> int:
     """One comparing thread per core (at most `_MAX_THREADS`): the comparison is CPU-bound,
-    and the read-ahead threads mostly wait (a cached block is mapped, not copied)."""
+    and the read-ahead threads mostly wait (a cached block is mapped, not copied); on a
+    busy machine `BlockParts` leaves the others idle."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     return max(1, min(cpus, _MAX_THREADS))
-
-
-class _Parts:
-    """Compares each block in parts of whole samples, the accumulators each in its thread
-    (this one and a pool started once for the run) taking the next part when done with one:
-    a thread held up (a shared machine) leaves its parts to the others."""
-
-    #: Parts per thread and block: more balance the threads, each costs a call's overhead.
-    PER_THREAD = 2
-
-    def __init__(self, accumulators: list[DiffAccumulator]) -> None:
-        self.accumulators = accumulators
-        self.pool: Any = None
-
-    def __enter__(self) -> Callable[[int, Array, Array, Validity | None], None]:
-        if len(self.accumulators) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            workers = len(self.accumulators) - 1
-            self.pool = ThreadPoolExecutor(workers, thread_name_prefix="lstmshape-diff")
-        return self.update
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
-
-    def update(self, start: int, a: Array, b: Array, rows: Validity | None) -> None:
-        n, threads = len(a), len(self.accumulators)
-        if threads == 1 or a.size < 2 * _MIN_PART_ELEMENTS:
-            self.accumulators[0].update(a, b, rows, start)
-            return
-        parts = max(2, min(threads * self.PER_THREAD, n, a.size // _MIN_PART_ELEMENTS))
-        edges = [n * k // parts for k in range(parts + 1)]
-        # one iterator shared by the threads: `next` on a list's iterator is atomic
-        ranges = iter(list(itertools.pairwise(edges)))
-
-        def work(accumulator: DiffAccumulator) -> None:
-            for lo, hi in ranges:
-                part = None if rows is None else rows.rows(lo, hi)
-                accumulator.update(a[lo:hi], b[lo:hi], part, start + lo)
-
-        pending = [self.pool.submit(work, other) for other in self.accumulators[1:]]
-        try:
-            work(self.accumulators[0])
-        finally:
-            for future in pending:
-                future.result()  # a part's error is raised here (after every part ended)
 
 
 def _index_function(shape: tuple[int, ...], layout: Layout) -> Callable[[int, int, int], tuple]:

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lstmshape import compare, diffstats
+from lstmshape import compare, diffparts, diffstats
 from lstmshape.compare import Tolerance, diff, diff_sources, mask_spec
 from lstmshape.errors import InputError
 
@@ -652,3 +652,22 @@ def test_zero_differences_are_positive_zeros(a, b, run_cli, tmp_path):
     result = run_cli([*args, "--json", "-q"])
     assert result.exit_code == 0, result.stderr
     assert "-0.0" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("min_cores", [0.0, math.inf], ids=["always-parallel", "falls-back"])
+@SETTINGS
+@given(data=st.data(), chunk=st.integers(1, 300))
+def test_any_schedule_of_the_comparing_threads_gives_the_same_report(min_cores, data, chunk):
+    """Blocks split among 3 threads (parts taken from a shared list), or compared in one
+    thread after a block that did not run in parallel and retried every other block."""
+    a, b = data.draw(pairs())
+    valid, mask_kwargs = data.draw(masks(a.shape[0], a.shape[1]))
+    expected = reference(a, b, valid, worst=4)
+    spec = mask_spec(a.shape, "ntf", **mask_kwargs)
+    schedule = (
+        mock.patch.object(diffparts.BlockParts, "MIN_CORES", min_cores),
+        mock.patch.object(diffparts.BlockParts, "RETRY_EVERY", 2),
+    )
+    with small_pieces(2, 1), schedule[0], schedule[1]:
+        report = diff_sources(Blocks(a), Blocks(b), spec=spec, worst=4, chunk_bytes=chunk)
+    assert_matches(report, expected, a, b)
