@@ -154,7 +154,7 @@ def buffered_blocks(
     # pile up in the resident set (measured: 450 MiB for a 4 GiB file).
     maps = bool(getattr(reader, "maps", False)) and axis == 0
 
-    probe = _MapOrCopy(count if maps and depth > 1 and timed else 0)
+    timer = _MapOrCopy(count if maps and depth > 1 and timed else 0)
 
     def fill(k: int, use_map: bool = maps) -> tuple[int, int, Array, bool]:
         start, stop = k * step, min(n, (k + 1) * step)
@@ -189,12 +189,12 @@ def buffered_blocks(
         for k in range(count):
             release(current)
             current = None
-            probe.mark(k)
+            timer.mark(k)
             assert pending is not None
             fetched, pending = pending, None
             if k + 1 < count:
                 # The buffer of block k + 1 held block k - 1, which the consumer is done with.
-                pending = ahead.submit(fill, k + 1, maps and probe.use_map(k + 1))
+                pending = ahead.submit(fill, k + 1, maps and timer.use_map(k + 1))
             current = fetched.result()
             yield current[:3]
     finally:
@@ -249,20 +249,22 @@ def iter_blocks(
     *,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     on_block: Callable[[int], None] | None = None,
+    probe: bool = True,
 ) -> Generator[tuple[int, int, Array, Validity], None, None]:
     """Yield `(start, stop, x_ntf, validity)` for consecutive blocks of samples.
 
     `x_ntf` may be a view of a reused buffer: it is valid until the next block is asked for.
+    `probe=False`: cached blocks are mapped, never timed against copies (`_MapOrCopy`).
     """
-    from lstmshape.plan import as_ntf  # the plans import every kernel: not for inspect
-
     time_major = layout == "tnf" and len(source.shape) == 3
+    if time_major:  # the plans import every kernel: not for inspect, nor a batch-first diff
+        from lstmshape.plan import as_ntf
     axis = 1 if time_major else 0
     n = source.shape[axis]
     step = _block_step(source, axis, n, chunk_bytes)
     reader = reader_of(source)
     if reader is not None and math.prod(source.shape) > 0:
-        blocks = buffered_blocks(reader, axis, n, step)
+        blocks = buffered_blocks(reader, axis, n, step, timed=probe)
     else:
         blocks = _plain_blocks(source, axis, n, step)
     for start, stop, block in blocks:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmshape.blocks import DEFAULT_CHUNK_BYTES, iter_blocks
+from lstmshape.diffparts import BlockParts
 from lstmshape.diffreport import DiffReport, Tolerance
 from lstmshape.diffstats import DiffAccumulator, comparison_dtype
 from lstmshape.errors import InputError
@@ -191,8 +191,9 @@ def diff_sources(
         for _ in range(_threads())
     ]
     blocks = _paired_blocks(source_a, source_b, layout, layout_b, spec, chunk_bytes, on_block)
-    for start, a, b, rows in blocks:
-        _update_in_parallel(accumulators, start, a, b, rows)
+    with BlockParts(accumulators, _MIN_PART_ELEMENTS) as compare_block:
+        for start, a, b, rows in blocks:
+            compare_block(start, a, b, rows)
     accumulator = accumulators[0]
     for other in accumulators[1:]:
         accumulator.merge(other)
@@ -210,43 +211,14 @@ _MIN_PART_ELEMENTS = 1 << 18
 
 
 def _threads() -> int:
-    """One comparing thread per two cores: each input has its read-ahead thread, and on the
-    2-core machine of bench/RESULTS.md a second comparing thread made runs slower (the
-    cores were shared; more threads mapping and touching the same files)."""
+    """One comparing thread per core (at most `_MAX_THREADS`): the comparison is CPU-bound,
+    and the read-ahead threads mostly wait (a cached block is mapped, not copied); on a
+    busy machine `BlockParts` leaves the others idle."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus // 2, _MAX_THREADS))
-
-
-def _update_in_parallel(
-    accumulators: list[DiffAccumulator], start: int, a: Array, b: Array, rows: Validity | None
-) -> None:
-    """Compare a block, its samples split evenly among the accumulators, one thread each."""
-    n = len(a)
-    parts = max(1, min(len(accumulators), n, a.size // _MIN_PART_ELEMENTS))
-    edges = [n * k // parts for k in range(parts + 1)]
-    calls = [
-        functools.partial(
-            accumulator.update,
-            a[lo:hi],
-            b[lo:hi],
-            None if rows is None else rows.rows(lo, hi),
-            start + lo,
-        )
-        for accumulator, lo, hi in zip(accumulators, edges, edges[1:], strict=False)
-    ]
-    from concurrent.futures import ThreadPoolExecutor
-
-    if len(calls) == 1:
-        calls[0]()
-        return
-    with ThreadPoolExecutor(len(calls) - 1, thread_name_prefix="lstmshape-diff") as pool:
-        pending = [pool.submit(call) for call in calls[1:]]
-        calls[0]()
-        for future in pending:
-            future.result()  # a part's error is raised here
+    return max(1, min(cpus, _MAX_THREADS))
 
 
 def _index_function(shape: tuple[int, ...], layout: Layout) -> Callable[[int, int, int], tuple]:
@@ -283,7 +255,8 @@ def _paired_blocks(
         yield 0, a.reshape(1, 1, 1), b.reshape(1, 1, 1), None
         return
     shape = view_shape(tuple(source_a.shape), layout_a)
-    opts: dict[str, Any] = {"chunk_bytes": chunk_bytes, "on_block": on_block}
+    # mapped, the comparison ran 2-3x faster than on copies (bench/RESULTS.md): no timing
+    opts: dict[str, Any] = {"chunk_bytes": chunk_bytes, "on_block": on_block, "probe": False}
     with (
         contextlib.closing(iter_blocks(source_a, layout_a, spec, **opts)) as blocks_a,
         contextlib.closing(iter_blocks(source_b, layout_b, MaskSpec(), **opts)) as blocks_b,

@@ -46,16 +46,18 @@ def comparison_dtype(dtype_a: npt.DTypeLike, dtype_b: npt.DTypeLike) -> np.dtype
     return np.result_type(*kinds, np.float32)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Piece:
     """What the kernel found in one piece (s samples): per-sample maxima and flags, the
     counts, and views of its difference buffers (valid until the next piece)."""
 
     max_abs: Array  # (s,) NaN where no pair of numbers was compared
-    max_rel: Array
+    max_rel: float  # the piece's largest relative difference (NaN: none)
     max_key: Array  # (s,) like max_abs, +inf where a NaN met a number
     peak: float  # the largest key (NaN: none)
-    key: Array  # (s, t, F) |a - b|, +inf for NaN mismatches (padding: 0 or NaN)
+    # key, rel: (s, t, F) |a - b| (+inf for NaN mismatches; padding: 0 or NaN) and
+    # |a - b| / |b|, or, from the fast path, a - b and (a - b) / b: signs to drop
+    key: Array
     rel: Array
     differs: Array | None = None  # (s,) bool; None: nothing differs
     has_nan: Array | None = None
@@ -95,8 +97,13 @@ class _Kernel:
 
     def run(self, a: Array, b: Array, invalid: Array | None) -> _Piece:
         """The fast path: every element finite (then close, the usual case, or `_beyond`),
-        else `_exact`."""
-        shape, s = a.shape, a.shape[0]
+        else `_exact`.
+
+        It makes two passes that write (a - b, then (a - b) / b) and reads each result
+        twice (largest and smallest): |x| is the larger of x and -x, and the rounded
+        quotient of a - b by b is, but for its sign, that of |a - b| by |b|.
+        """
+        shape = a.shape
         d, t, r, cast_a, cast_b, ok = self._views(shape)
         if a.dtype != self.dtype:
             np.copyto(cast_a, a, casting="unsafe")
@@ -106,19 +113,20 @@ class _Kernel:
             b = cast_b
         # the padded steps, as rows of F: assigning rows costs a seventh of a `where=`
         pad = None if invalid is None or not invalid.any() else invalid.reshape(-1)
-        np.abs(np.subtract(a, b, out=d), out=d)
+        np.subtract(a, b, out=d)
         if pad is not None:
             _rows(d)[pad] = 0
-        max_abs = np.maximum.reduce(d.reshape(s, -1), axis=1)
+        max_abs = _largest_magnitude(d.reshape(shape[0], -1))
         peak = float(max_abs.max())
         if not peak < math.inf:  # NaN or an infinity somewhere
             return self._exact(a, b, d, t, r, pad)
-        np.divide(d, np.abs(b, out=t), out=r)
-        max_rel = np.fmax.reduce(r.reshape(s, -1), axis=1)  # NaN: 0 / 0 only
+        np.divide(d, b, out=r)  # NaN: 0 / 0 only (padding: 0 / anything)
+        largest, smallest = float(np.fmax.reduce(r, axis=None)), float(np.fmin.reduce(r, axis=None))
+        max_rel = max(largest, -smallest) + 0.0  # NaN if both are (+ 0.0: never -0.0)
         piece = _Piece(max_abs, max_rel, max_abs, peak, d, r)
-        if peak <= self.tol.atol or np.fmax.reduce(max_rel) <= self._rel_bound:
+        if peak <= self.tol.atol or max_rel <= self._rel_bound:
             return piece
-        np.less_equal(d, self._tolerance(t), out=ok)
+        np.less_equal(np.abs(d, out=d), self._tolerance(np.abs(b, out=t)), out=ok)
         if pad is not None:
             _rows(ok)[pad] = True
         return piece if ok.all() else self._beyond(piece, ok)
@@ -160,7 +168,8 @@ class _Kernel:
         key[mismatch] = np.inf
         differ: Array = np.logical_not(close)
         steps: Array = np.any(differ, axis=2)
-        max_abs, max_rel, max_key = (np.fmax.reduce(x.reshape(s, -1), axis=1) for x in (d, r, key))
+        max_abs, max_key = (np.fmax.reduce(x.reshape(s, -1), axis=1) for x in (d, key))
+        max_rel = float(np.fmax.reduce(r, axis=None))
         counts = (
             int(np.count_nonzero(differ)),
             int(np.count_nonzero(steps)),
@@ -169,7 +178,17 @@ class _Kernel:
         has_nan: Array = np.any(mismatch.reshape(s, -1), axis=1)
         peak = float(np.fmax.reduce(max_key))
         differs: Array = np.any(steps, axis=1)
-        return _Piece(max_abs, max_rel, max_key, peak, key, r, differs, has_nan, counts)
+        return _Piece(
+            max_abs, max_rel, max_key, peak, key, r, differs=differs, has_nan=has_nan, counts=counts
+        )
+
+
+def _largest_magnitude(d: Array) -> Array:
+    """max |d| along axis 1 of (s, m) from its largest and smallest values (NaN if any
+    is); it may be -0.0 (`DiffAccumulator._add_samples` makes it 0.0)."""
+    largest = np.maximum.reduce(d, axis=1)
+    smallest = np.minimum.reduce(d, axis=1)
+    return np.maximum(largest, np.negative(smallest, out=smallest), out=largest)
 
 
 def _rows(x: Array) -> Array:
@@ -179,19 +198,20 @@ def _rows(x: Array) -> Array:
 
 class _Samples:
     """Per-sample results of one block, folded over its pieces (several along T when a
-    sample is larger than a piece)."""
+    sample is larger than a piece), and the block's largest relative difference."""
 
     def __init__(self, n: int) -> None:
-        self.max_abs, self.max_rel = np.full(n, np.nan), np.full(n, np.nan)
+        self.max_abs, self.max_rel = np.full(n, np.nan), math.nan
         self.differs, self.has_nan = np.zeros(n, bool), np.zeros(n, bool)
 
     def fold(self, lo: int, piece: _Piece, first: bool) -> None:
         hi = lo + len(piece.max_abs)
         if first:
-            self.max_abs[lo:hi], self.max_rel[lo:hi] = piece.max_abs, piece.max_rel
+            self.max_abs[lo:hi] = piece.max_abs
         else:
             np.fmax(self.max_abs[lo:hi], piece.max_abs, out=self.max_abs[lo:hi])
-            np.fmax(self.max_rel[lo:hi], piece.max_rel, out=self.max_rel[lo:hi])
+        if piece.max_rel > self.max_rel or math.isnan(self.max_rel):
+            self.max_rel = piece.max_rel
         if piece.differs is not None:
             self.differs[lo:hi] |= piece.differs
         if piece.has_nan is not None:
@@ -268,10 +288,11 @@ class DiffAccumulator:
 
     def _add_samples(self, samples: _Samples, compared: Array) -> None:
         """The block's per-sample results: maxima, histogram, differing samples."""
-        peaks = samples.max_abs[compared]
+        peaks = samples.max_abs[compared] + 0.0  # + 0.0: -0.0 (0 - 0) as 0.0
         self.max_abs = float(np.fmax(self.max_abs, np.fmax.reduce(peaks, initial=np.nan)))
-        rel = np.fmax.reduce(samples.max_rel[compared], initial=np.nan)
-        self.max_rel = float(np.fmax(self.max_rel, rel))
+        # samples without a compared step hold no relative difference above 0 (their
+        # differences are 0 or NaN), and the report's is at least 0
+        self.max_rel = float(np.fmax(self.max_rel, samples.max_rel))
         self.totals[6] += np.count_nonzero(samples.differs & compared)
         bins = np.where(peaks == 0, 0, np.searchsorted(_EDGES, peaks, side="left") + 1)
         bins[np.isinf(peaks)] = len(_LABELS) - 2
@@ -284,12 +305,11 @@ class DiffAccumulator:
 
     def _update_worst(self, piece: _Piece, a: Array, b: Array, first: int, step0: int) -> None:
         """Keep the `keep` largest nonzero differences: larger first, then by position."""
-        assert piece.key is not None and piece.rel is not None
         threshold = self._threshold()
         samples = np.flatnonzero(piece.max_key > threshold)
         if not samples.size:
             return
-        keys = piece.key[samples].reshape(-1)
+        keys = np.abs(piece.key[samples].reshape(-1))
         found = np.flatnonzero(keys > threshold)
         if found.size > self.keep:
             kth = np.partition(keys[found], found.size - self.keep)[found.size - self.keep]
@@ -299,7 +319,7 @@ class DiffAccumulator:
         for flat in order.tolist():
             i, j, k = samples[flat // (t * f)], flat // f % t, flat % f
             entry = (-float(keys[flat]), first + int(i), step0 + j, k)
-            values = (float(a[i, j, k]), float(b[i, j, k]), float(piece.rel[i, j, k]))
+            values = (float(a[i, j, k]), float(b[i, j, k]), abs(float(piece.rel[i, j, k])))
             self.worst.append((*entry, *values))
         self.worst.sort(key=lambda e: e[:4])
         del self.worst[self.keep :]

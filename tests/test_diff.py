@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lstmshape import compare, diffstats
+from lstmshape import compare, diffparts, diffstats
 from lstmshape.compare import Tolerance, diff, diff_sources, mask_spec
 from lstmshape.errors import InputError
 
@@ -588,3 +588,86 @@ def test_nan_or_inf_in_b_padding_is_never_compared(pad_value):
     assert report.equal and report.elements == 4
     assert report.max_rel_diff == pytest.approx(0.5)
     assert not diff(a, b, include_padding=True).equal or pad_value == 0.0
+
+
+# -- the fast path (finite pieces) against the reference --------------------------------------
+
+
+@st.composite
+def finite_pairs(draw):
+    """Finite A, B of both signs and many scales: close, equal, signed zeros, near the edge
+    and far; every piece of them takes the fast path (no NaN, no infinity)."""
+    n, t, f = draw(st.integers(1, 5)), draw(st.integers(1, 6)), draw(st.integers(1, 4))
+    dtype_a, dtype_b = draw(st.sampled_from(FLOATS)), draw(st.sampled_from(FLOATS))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    a = rng.standard_normal((n, t, f)) * 10.0 ** rng.integers(-3, 4, size=(n, t, f))
+    kind = rng.integers(0, 6, size=a.shape)
+    b = a.copy()
+    b[kind == 1] *= 1 + rng.uniform(-1e-6, 1e-6, size=int((kind == 1).sum()))
+    b[kind == 2] *= 1 + 1e-5 * rng.standard_normal(int((kind == 2).sum()))
+    b[kind == 3] = -a[kind == 3]
+    zeros = rng.choice([0.0, -0.0], size=a.shape)
+    a = np.where(kind == 4, zeros, a)
+    b = np.where(kind == 4, rng.choice([0.0, -0.0], size=a.shape), b)
+    return a.astype(dtype_a), b.astype(dtype_b)
+
+
+def assert_positive_zeros(report):
+    """No -0.0 in the report: the fast path works on a - b and (a - b) / b, signs kept."""
+    for value in (report.max_abs_diff, report.max_rel_diff):
+        assert value is None or math.copysign(1.0, value) == 1.0
+    for where in report.worst:
+        assert math.copysign(1.0, where.abs_diff) == math.copysign(1.0, where.rel_diff) == 1.0
+
+
+@pytest.mark.parametrize("pieces", [(1 << 16, 1 << 18), (3, 1), (1, 1)], ids=str)
+@SETTINGS
+@given(data=st.data())
+def test_finite_pieces_take_the_fast_path_and_match_the_loop(pieces, data):
+    a, b = data.draw(finite_pairs())
+    valid, mask_kwargs = data.draw(masks(a.shape[0], a.shape[1]))
+    tol = data.draw(st.sampled_from([(1e-5, 1e-8), (1e-3, 1e-3), (0.0, 0.0), (1e-5, 0.0)]))
+    worst = data.draw(st.integers(0, 7))
+    expected = reference(a, b, valid, rtol=tol[0], atol=tol[1], worst=worst)
+    exact = mock.patch.object(diffstats._Kernel, "_exact", side_effect=AssertionError("slow"))
+    with small_pieces(*pieces), exact:
+        report = diff(a, b, rtol=tol[0], atol=tol[1], worst=worst, **mask_kwargs)
+    assert_matches(report, expected, a, b)
+    assert_positive_zeros(report)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"), [(-1.0, -1.0), (-0.0, 0.0), (0.0, -0.0), (-0.0, -0.0), (0.0, -2.0)], ids=str
+)
+def test_zero_differences_are_positive_zeros(a, b, run_cli, tmp_path):
+    """0 - 0 can round to -0.0 and 0 / -1 is -0.0: the report says 0.0 (JSON too)."""
+    x, y = np.full((2, 3, 4), a, np.float32), np.full((2, 3, 4), b, np.float32)
+    y[1, 2, 3] = 0.0 if b != 0.0 else b  # a single other element, equal or not
+    report = diff(x, y, rtol=1.0, atol=2.0)
+    assert report.equal and report.max_abs_diff is not None
+    assert_positive_zeros(report)
+    np.save(tmp_path / "a.npy", x)
+    np.save(tmp_path / "b.npy", y)
+    args = ["diff", tmp_path / "a.npy", tmp_path / "b.npy", "--rtol", "1", "--atol", "2"]
+    result = run_cli([*args, "--json", "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert "-0.0" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("min_cores", [0.0, math.inf], ids=["always-parallel", "falls-back"])
+@SETTINGS
+@given(data=st.data(), chunk=st.integers(1, 300))
+def test_any_schedule_of_the_comparing_threads_gives_the_same_report(min_cores, data, chunk):
+    """Blocks split among 3 threads (parts taken from a shared list), or compared in one
+    thread after a block that did not run in parallel and retried every other block."""
+    a, b = data.draw(pairs())
+    valid, mask_kwargs = data.draw(masks(a.shape[0], a.shape[1]))
+    expected = reference(a, b, valid, worst=4)
+    spec = mask_spec(a.shape, "ntf", **mask_kwargs)
+    schedule = (
+        mock.patch.object(diffparts.BlockParts, "MIN_CORES", min_cores),
+        mock.patch.object(diffparts.BlockParts, "RETRY_EVERY", 2),
+    )
+    with small_pieces(2, 1), schedule[0], schedule[1]:
+        report = diff_sources(Blocks(a), Blocks(b), spec=spec, worst=4, chunk_bytes=chunk)
+    assert_matches(report, expected, a, b)
