@@ -3,11 +3,14 @@ blocks that storage never wrote handed over unread (`Unwritten`), and NaN/Inf co
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from lstmshape.blocks import buffered_blocks, reader_of
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,10 @@ def blocks(x: Any, rows: int) -> Iterator[tuple[int, Block]]:
     if len(x.shape) == 0:
         yield 0, _read(x, None)
         return
+    reader = reader_of(x)
+    if reader is not None and getattr(reader, "maps", False) and math.prod(x.shape) > 0:
+        yield from _mapped_blocks(x, reader, rows)
+        return
     unwritten = getattr(x, "unwritten", None) or (lambda _start, _stop: None)
     n, start = x.shape[0], 0
     while start < n:
@@ -43,6 +50,17 @@ def blocks(x: Any, rows: int) -> Iterator[tuple[int, Block]]:
                 stop = min(stop + rows, n)
             yield start, Unwritten((stop - start, *x.shape[1:]), fill)
         start = stop
+
+
+def _mapped_blocks(x: Any, reader: Any, rows: int) -> Iterator[tuple[int, Block]]:
+    """Blocks of a file read through its map as the engine reads them: cached pages used in
+    place and let go block by block (a view of the whole map would keep every page it touched
+    in the resident set), the next block fetched ahead; `x.advance` counts them, if it can."""
+    advance = getattr(x, "advance", None)
+    for start, _stop, block in buffered_blocks(reader, 0, x.shape[0], rows):
+        if advance is not None:
+            advance(block.nbytes)
+        yield start, block
 
 
 def _same_fill(a: Any, b: Any) -> bool:

@@ -31,6 +31,15 @@ class Counted:
         self.shape, self.dtype = source.shape, source.dtype
         self._source, self._advance = source, advance
 
+    @property
+    def reader(self) -> Any:
+        """The source's block reader (None: none); blocks read by it are counted by
+        `advance`."""
+        return getattr(self._source, "reader", None)
+
+    def advance(self, nbytes: int) -> None:
+        self._advance(nbytes)
+
     def read(self, start: int, stop: int) -> Any:
         block = self._source.read(start, stop)
         self._advance(block.nbytes)
