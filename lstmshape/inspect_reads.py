@@ -87,10 +87,13 @@ def count_nonfinite(x: Any, rows: int, dtype: np.dtype[Any]) -> tuple[int, int]:
 
 
 def nonfinite_counts(block: Block) -> tuple[int, int]:
-    """(NaN count, Inf count) of a float block; one pass when everything is finite.
+    """(NaN count, Inf count) of a float block; one read-only pass when everything is
+    finite (a finite sum has no NaN or Inf in it; one that overflowed is counted exactly).
 
     >>> nonfinite_counts(np.array([1.0, np.nan, -np.inf, np.inf]))
     (1, 2)
+    >>> nonfinite_counts(np.array([3e38, 3e38], np.float32))  # the sum overflows
+    (0, 0)
     """
     if isinstance(block, Unwritten):
         one = np.asarray(block.value)
@@ -98,6 +101,9 @@ def nonfinite_counts(block: Block) -> tuple[int, int]:
         return nan * block.size, inf * block.size
     if block.dtype.kind not in "fc":
         return 0, 0
+    with np.errstate(all="ignore"):
+        if np.isfinite(np.add.reduce(block, axis=None)):
+            return 0, 0
     nonfinite = block.size - int(np.count_nonzero(np.isfinite(block)))
     if nonfinite == 0:
         return 0, 0

@@ -533,3 +533,21 @@ def test_keras_empty_sequence_with_repeat_padding() -> None:
     assert (report.padding.kind, report.padding.empty_samples) == ("repeat", 1)
     assert report.lengths.values.tolist() == lengths
     assert (report.lengths.min, report.lengths.median, report.lengths.max) == (0, 4.0, 9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    dtype=st.sampled_from(["float16", "float32", "float64", "complex64"]),
+    values=st.lists(
+        st.sampled_from([0.0, 1.5, -2.0, 6e4, 3e38, 1e300, np.nan, np.inf, -np.inf]),
+        max_size=40,
+    ),
+)
+def test_nonfinite_counts_match_an_element_loop(dtype: str, values: list[float]) -> None:
+    from lstmshape.inspect_reads import nonfinite_counts
+
+    with np.errstate(over="ignore"):
+        block = np.array(values, dtype=dtype)
+    nan = sum(1 for v in block.tolist() if v != v)
+    inf = sum(1 for v in block.tolist() if v == v and not math.isfinite(abs(v)))
+    assert nonfinite_counts(block) == (nan, inf)
