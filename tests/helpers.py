@@ -11,6 +11,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -153,3 +154,23 @@ def evil_array(marker: Path) -> np.ndarray:
     array = np.empty(2, dtype=object)
     array[0], array[1] = Exploit(marker), 1
     return array
+
+
+def run_bounded(
+    args: Sequence[object], cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`lstmshape ARGS` in `cwd` as a real process; a hang fails the test after `timeout` s."""
+    try:
+        return subprocess.run(
+            lstmshape(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"lstmshape {' '.join(map(str, args))} hung for {timeout} s")
+
+
+def one_error(done: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    """The one `Error:` line a failed run printed, after checking there is just that line."""
+    lines = done.stderr.splitlines()
+    assert done.returncode == code and len(lines) == 1, (done.returncode, done.stderr)
+    assert lines[0].startswith("Error: "), done.stderr
+    return lines[0]

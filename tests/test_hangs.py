@@ -13,31 +13,12 @@ timeout, so a regression fails the test instead of hanging the suite:
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import lstmshape
-
-TIMEOUT = 60  # seconds; each command here ends in well under one
-
-
-def run(args: list[object], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run `lstmshape ARGS`; a hang fails the test after TIMEOUT seconds."""
-    try:
-        return subprocess.run(
-            lstmshape(*args), cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"lstmshape {' '.join(map(str, args))} hung for {TIMEOUT} s")
-
-
-def one_error(done: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    lines = done.stderr.splitlines()
-    assert done.returncode == code, done.stderr
-    assert len(lines) == 1 and lines[0].startswith("Error: "), done.stderr
-    return lines[0]
+from helpers import one_error
+from helpers import run_bounded as run
 
 
 @pytest.fixture

@@ -12,33 +12,15 @@ Promises tested here (docs/safety.md, "Names and links"):
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from helpers import lstmshape
+from helpers import one_error
+from helpers import run_bounded as run
 
 from lstmshape import io
-
-TIMEOUT = 60
-
-
-def run(args: list[object], cwd: Path) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            lstmshape(*args), cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"lstmshape {' '.join(map(str, args))} hung for {TIMEOUT} s")
-
-
-def one_error(done: subprocess.CompletedProcess[str]) -> str:
-    lines = done.stderr.splitlines()
-    assert done.returncode == 2 and len(lines) == 1, (done.returncode, done.stderr)
-    assert lines[0].startswith("Error: "), done.stderr
-    return lines[0]
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import lstmshape
+from helpers import lstmshape, one_error, run_bounded
 
 zarr = pytest.importorskip("zarr")
 
@@ -37,19 +37,7 @@ HINT = "lstmshape reads only inside the store unless --allow-external is given"
 
 
 def run(args: list[object], cwd: Path) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            lstmshape(*args), cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"lstmshape {' '.join(map(str, args))} hung for {TIMEOUT} s")
-
-
-def one_error(done: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    lines = done.stderr.splitlines()
-    assert done.returncode == code and len(lines) == 1, done.stderr
-    assert lines[0].startswith("Error: "), done.stderr
-    return lines[0]
+    return run_bounded(args, cwd, TIMEOUT)
 
 
 @pytest.fixture
