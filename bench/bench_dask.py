@@ -1,6 +1,6 @@
 """Throughput of `--engine dask` with 1 and 2 worker processes against the in-process engine.
 
-    python bench/bench_dask.py [--size-mb 4096] [--repeat 3] [--dir DIR]
+    python bench/bench_dask.py [--size-mb 4096] [--repeat 3] [--ops "reduce mean,..."] [--dir DIR]
 
 Writes an (N, T=100, F=128) float32 input of about `--size-mb` as 4 `.npy` shards and as
 4 `.zarr` shards (with per-shard lengths), and the same on a tiny input (4 x 8 samples).
@@ -12,8 +12,10 @@ is compared is the time the data takes. The runs of one round go one after the o
 (in-process, 1 worker, 2 workers, each big then tiny); `--repeat` rounds, best of each.
 
 Prints a Markdown table: net seconds (big minus tiny), throughput (input MB / net s), the
-ratio of throughputs (1 worker against in-process, 2 workers against 1 worker), and the
-peak RSS of the lstmshape process; then the workers' peak RSS.
+ratio of throughputs (1 worker against in-process, 2 workers against 1 worker), the net
+CPU seconds of every process involved (the command, and for dask its workers and the
+scheduler) and their ratio, which a machine shared with other jobs disturbs less than wall
+time, and the peak RSS of the lstmshape process; then the workers' peak RSS.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -80,21 +84,30 @@ pid = os.fork()
 if pid == 0:
     os.execv(sys.argv[1], sys.argv[1:])
 _, status, usage = os.wait4(pid, 0)
-print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+cpu = usage.ru_utime + usage.ru_stime
+print(time.perf_counter() - start, usage.ru_maxrss, cpu, os.waitstatus_to_exitcode(status))
 """
 
 
-def timed(args: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (MiB) of one command."""
+class Run(NamedTuple):
+    wall: float  # seconds
+    cpu: float  # seconds of CPU: the command's, its workers' and its scheduler's
+    rss: int  # MiB, the lstmshape process
+
+
+def timed(args: list[str], helpers: list[psutil.Process]) -> Run:
+    """One command, with the CPU time its cluster's processes (`helpers`) spent meanwhile."""
+    before = sum(sum(p.cpu_times()[:2]) for p in helpers)
     with tempfile.TemporaryFile() as errors:
         done = subprocess.run(
             [sys.executable, "-c", LAUNCHER, *args], stdout=subprocess.PIPE, stderr=errors
         )
-        wall, rss, code = done.stdout.decode().split()[-3:]
+        wall, rss, cpu, code = done.stdout.decode().split()[-4:]
         if int(code) != 0:
             errors.seek(0)
             raise SystemExit(f"failed: {' '.join(args)}\n{errors.read().decode()}")
-    return float(wall), int(rss) // 1024
+    spent = sum(sum(p.cpu_times()[:2]) for p in helpers) - before
+    return Run(float(wall), float(cpu) + spent, int(rss) // 1024)
 
 
 def command(op: list[str], directory: Path, fmt: str, engine: list[str]) -> list[str]:
@@ -104,7 +117,7 @@ def command(op: list[str], directory: Path, fmt: str, engine: list[str]) -> list
             *engine, "-q", "--force"]  # fmt: skip
 
 
-def _clusters() -> dict[str, object]:
+def _clusters() -> dict[str, Any]:
     from distributed import LocalCluster
 
     saved = dict(os.environ)
@@ -123,76 +136,94 @@ def _clusters() -> dict[str, object]:
     return clusters
 
 
-def _worker_peaks(cluster: object) -> list[int]:
-    """Peak RSS (MiB) of each worker process over its life (VmHWM; same host)."""
+def _workers(cluster: Any) -> list[psutil.Process]:
     from distributed import Client
 
-    with Client(cluster, set_as_default=False) as client:  # type: ignore[arg-type]
-        pids = client.run(os.getpid).values()
-    peaks = []
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                peaks.append(int(line.split()[1]) // 1024)
-    return peaks
+    with Client(cluster, set_as_default=False) as client:
+        return [psutil.Process(pid) for pid in client.run(os.getpid).values()]
+
+
+def _peak_mib(process: psutil.Process) -> int:
+    """Peak RSS of a live process over its life (VmHWM; Linux)."""
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def measure(
+    operations: list[str], big: Path, tiny: Path, repeat: int
+) -> tuple[dict[tuple[str, str, str], Run], dict[str, list[int]], list[float]]:
+    """Best net run (big minus tiny) of every cell; workers' peak RSS; load after rounds."""
+    clusters = _clusters()
+    scheduler = [psutil.Process()]  # the LocalClusters' schedulers and nannies run here
+    helpers = {"in-process": []} | {
+        name: _workers(cluster) + scheduler for name, cluster in clusters.items()
+    }
+    engines = {"in-process": []} | {
+        name: ["--engine", "dask", "--scheduler", cluster.scheduler_address]
+        for name, cluster in clusters.items()
+    }
+    best: dict[tuple[str, str, str], Run] = {}
+    loads = []
+    try:
+        for _ in range(repeat):
+            for name in operations:
+                for fmt in FORMATS:
+                    for engine, extra in engines.items():
+                        run = timed(command(OPERATIONS[name], big, fmt, extra), helpers[engine])
+                        base = timed(command(OPERATIONS[name], tiny, fmt, extra), helpers[engine])
+                        net = Run(run.wall - base.wall, run.cpu - base.cpu, run.rss)
+                        key = (name, fmt, engine)
+                        prev = best.get(key, net)
+                        fastest = net if net.wall < prev.wall else prev
+                        best[key] = fastest._replace(cpu=min(net.cpu, prev.cpu))
+            loads.append(os.getloadavg()[0])
+        peaks = {name: [_peak_mib(p) for p in helpers[name][:-1]] for name in clusters}
+    finally:
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        for cluster in clusters.values():
+            cluster.close()
+    return best, peaks, loads
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=float, default=4096)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dir", type=Path, default=None, help="scratch directory")
+    parser.add_argument("--ops", default=",".join(OPERATIONS), help="comma-separated")
+    parser.add_argument("--dir", type=Path, default=None, help="scratch directory (kept)")
     options = parser.parse_args(argv)
+    operations = options.ops.split(",")
 
     scratch = Path(options.dir or tempfile.mkdtemp(prefix="lstmshape-bench-dask-"))
     big, tiny = scratch / "big", scratch / "tiny"
     n = int(options.size_mb * 2**20 // (T * F * 4))
-    make_data(big, n)
-    make_data(tiny, TINY_N * SHARDS)
-    size_mb = sum(p.stat().st_size for p in big.glob("x-*.npy")) / 2**20
-    clusters = _clusters()
-    engines = {"in-process": []} | {
-        name: ["--engine", "dask", "--scheduler", c.scheduler_address]  # type: ignore[attr-defined]
-        for name, c in clusters.items()
-    }
-    best: dict[tuple[str, str, str], tuple[float, int]] = {}
-    loads = []
     try:
-        for _ in range(options.repeat):
-            for name, op in OPERATIONS.items():
-                for fmt in FORMATS:
-                    for engine, extra in engines.items():
-                        wall, rss = timed(command(op, big, fmt, extra))
-                        start_up, _ = timed(command(op, tiny, fmt, extra))
-                        key = (name, fmt, engine)
-                        net = wall - start_up
-                        if key not in best or net < best[key][0]:
-                            best[key] = (net, rss)
-            loads.append(os.getloadavg()[0])
-        peaks = {name: _worker_peaks(c) for name, c in clusters.items()}
+        make_data(big, n)
+        make_data(tiny, TINY_N * SHARDS)
+        size_mb = sum(p.stat().st_size for p in big.glob("x-*.npy")) / 2**20
+        best, peaks, loads = measure(operations, big, tiny, options.repeat)
     finally:
-        for cluster in clusters.values():
-            cluster.close()  # type: ignore[attr-defined]
         if options.dir is None:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    print(f"Input: ({n}, {T}, {F}) float32 in {SHARDS} shards, {size_mb:.0f} MiB; "
-          f"{os.cpu_count()} cores; best of {options.repeat} rounds; load average (1 min) "
-          f"after each round: {', '.join(f'{x:.1f}' for x in loads)}.\n")  # fmt: skip
+    print(f"Input: ({n}, {T}, {F}) float32 in {SHARDS} shards, {size_mb:.0f} MiB, page cache "
+          f"warm; {os.cpu_count()} cores; best of {options.repeat} rounds; load average "
+          f"(1 min) after each round: {', '.join(f'{x:.1f}' for x in loads)}.\n")  # fmt: skip
     print("| operation | input -> output | engine | net s | MB/s | throughput ratio "
-          "| peak RSS MiB |")  # fmt: skip
-    print("|---|---|---|---:|---:|---|---:|")
-    for name in OPERATIONS:
+          "| net CPU s | CPU ratio | peak RSS MiB |")  # fmt: skip
+    print("|---|---|---|---:|---:|---|---:|---|---:|")
+    for name in operations:
         for fmt in FORMATS:
-            base = best[(name, fmt, "in-process")][0]
-            one = best[(name, fmt, "dask, 1 worker")][0]
-            ratios = {"in-process": "", "dask, 1 worker": f"{base / one:.2f}x in-process",
-                      "dask, 2 workers": f"{one / best[(name, fmt, 'dask, 2 workers')][0]:.2f}x "
-                      "1 worker"}  # fmt: skip
-            for engine in ENGINES:
-                net, rss = best[(name, fmt, engine)]
-                print(f"| {name} | {fmt} | {engine} | {net:.2f} | {size_mb / net:.0f} "
-                      f"| {ratios[engine]} | {rss} |")  # fmt: skip
+            cells = [best[(name, fmt, engine)] for engine in ENGINES]
+            ratios = ["", f"{cells[0].wall / cells[1].wall:.2f}x in-process",
+                      f"{cells[1].wall / cells[2].wall:.2f}x 1 worker"]  # fmt: skip
+            cpu = ["", f"{cells[0].cpu / cells[1].cpu:.2f}x in-process",
+                   f"{cells[1].cpu / cells[2].cpu:.2f}x 1 worker"]  # fmt: skip
+            for engine, run, ratio, by_cpu in zip(ENGINES, cells, ratios, cpu, strict=True):
+                print(f"| {name} | {fmt} | {engine} | {run.wall:.2f} | {size_mb / run.wall:.0f} "
+                      f"| {ratio} | {run.cpu:.2f} | {by_cpu} | {run.rss} |")  # fmt: skip
     for name, mib in peaks.items():
         print(f"\nWorkers' peak RSS, {name}: {', '.join(f'{m} MiB' for m in mib)}")
     return 0
