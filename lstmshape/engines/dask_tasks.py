@@ -61,21 +61,24 @@ def span_spec(spec: MaskSpec, span: Span) -> MaskSpec:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _GLIBC_DEFAULT = -1, -3, 128 * 1024
 #: The largest M_MMAP_THRESHOLD glibc takes on 64-bit hosts.
 _HEAP_BLOCKS = 32 * 2**20
+#: Free memory a heap keeps while tasks run: a few blocks' worth of kernel temporaries.
+_HEAP_KEEP = 64 * 2**20
 _heap_lock = threading.Lock()
 _heap_users = [0]
 
 
-def _mallopt() -> Any:
-    """glibc's `mallopt` when this worker fixed its malloc thresholds (a dask nanny starts
-    workers with MALLOC_TRIM_THRESHOLD_ set), else None."""
+def _libc() -> Any:
+    """glibc, when this worker fixed its malloc thresholds (a dask nanny starts workers
+    with MALLOC_TRIM_THRESHOLD_ set), else None."""
     fixed = {"MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"} & set(os.environ)
     if not sys.platform.startswith("linux") or not fixed:
         return None
     import ctypes
 
     try:
-        return ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
         return None
 
 
@@ -93,25 +96,27 @@ def _heap_reuse() -> Iterator[None]:
     With fixed thresholds (a dask worker's MALLOC_TRIM_THRESHOLD_) every array over 128 KiB
     is a fresh memory map, faulted in page by page and unmapped when freed: pooling 4 GiB
     took 700,000 page faults and twice the system time of the same run without them. The
-    worker's own thresholds are put back when the last running task ends.
+    worker's own thresholds are put back, and the memory kept handed back, when the last
+    running task ends.
     """
-    mallopt = _mallopt()
-    if mallopt is None:
+    libc = _libc()
+    if libc is None:
         yield
         return
     with _heap_lock:
         _heap_users[0] += 1
         if _heap_users[0] == 1:
-            mallopt(_M_MMAP_THRESHOLD, _HEAP_BLOCKS)
-            mallopt(_M_TRIM_THRESHOLD, 2**30)
+            libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_BLOCKS)
+            libc.mallopt(_M_TRIM_THRESHOLD, _HEAP_KEEP)
     try:
         yield
     finally:
         with _heap_lock:
             _heap_users[0] -= 1
             if _heap_users[0] == 0:
-                mallopt(_M_MMAP_THRESHOLD, _env_bytes("MALLOC_MMAP_THRESHOLD_"))
-                mallopt(_M_TRIM_THRESHOLD, _env_bytes("MALLOC_TRIM_THRESHOLD_"))
+                libc.mallopt(_M_MMAP_THRESHOLD, _env_bytes("MALLOC_MMAP_THRESHOLD_"))
+                libc.mallopt(_M_TRIM_THRESHOLD, _env_bytes("MALLOC_TRIM_THRESHOLD_"))
+                libc.malloc_trim(0)
 
 
 def _blocks(span: Span, layout: str, spec: MaskSpec) -> Iterator[tuple[int, Array, Validity]]:
