@@ -39,10 +39,11 @@ from lstmshape.checks import RunTally
 from lstmshape.engines.dask_inputs import Span, plan_spans
 from lstmshape.engines.dask_session import Session
 from lstmshape.engines.dask_tasks import SpanResult, pca_span, run_span, span_spec
+from lstmshape.limits import output_bytes_per_sample
 from lstmshape.masks import MaskSpec
 from lstmshape.plan import Plan
 from lstmshape.strategies.pca import PcaAccumulator, PcaBasis
-from lstmshape.stream import join_extras
+from lstmshape.stream import join_extras, output_bounded
 
 Array = npt.NDArray[Any]
 
@@ -80,8 +81,11 @@ def run_plan(
     """
     if spec.validity is not None:
         plan.check_empty(spec.validity)  # fail before any data is read
+    chunk_bytes = output_bounded(source, plan, chunk_bytes)  # refuses a huge sample output
     layout = _layout(plan.layout, tuple(plan.in_shape))
-    spans = plan_spans(source, layout, chunk_bytes, session.n_workers)
+    n = plan.in_shape[1] if layout == "tnf" else plan.in_shape[0] if plan.in_shape else 1
+    out_sample = output_bytes_per_sample(plan, n)
+    spans = plan_spans(source, layout, chunk_bytes, session.n_workers, out_sample)
     if hasattr(sink, "zarr_array"):
         results = _store_to_zarr(session, sink, plan, spec, spans)
         if on_block is not None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lstmshape.blocks import reader_of, rows_per_block
+from lstmshape.blocks import block_step, reader_of
 from lstmshape.errors import InputError
 from lstmshape.refs import ArrayRef
 
@@ -76,35 +76,25 @@ def _sample_bytes(shape: tuple[int, ...], itemsize: int, axis: int) -> int:
     return itemsize * math.prod(s for i, s in enumerate(shape) if i != axis)
 
 
-def _block_rows(part: Any, axis: int, chunk_bytes: int) -> int:
-    """Samples per block of one file: about `chunk_bytes`, rounded to whole stored chunks
-    along N (the reader's unit, or a `.zarr` array's chunks)."""
-    shape = tuple(int(s) for s in part.shape)
-    shape_ntf = (shape[axis], *(s for i, s in enumerate(shape) if i != axis))
-    rows = rows_per_block(shape_ntf, np.dtype(part.dtype).itemsize, chunk_bytes)
-    reader = reader_of(part)
-    stored = getattr(part.info, "chunks", None)
-    if reader is not None:
-        unit = reader.align(axis)
-    elif stored and axis < len(stored):
-        unit = int(stored[axis])
-    else:
-        unit = 1
-    return max(unit, rows // unit * unit) if unit > 1 else rows
-
-
-def plan_spans(source: Any, layout: str, chunk_bytes: int, n_workers: int) -> list[Span]:
-    """The input's spans in order: about `SPAN_BYTES` each, at least `SPANS_PER_WORKER`
-    per worker when the input has that many blocks."""
+def plan_spans(
+    source: Any, layout: str, chunk_bytes: int, n_workers: int, out_sample: int = 0
+) -> list[Span]:
+    """The input's spans in order: about `SPAN_BYTES` of input (or of output, when a sample
+    makes `out_sample` bytes of output, more than it reads) each, at least
+    `SPANS_PER_WORKER` per worker when the input has that many blocks."""
     from lstmshape import io
 
     ndim = len(source.shape)
     axis = 1 if layout == "tnf" and ndim == 3 else 0
     parts = [(_absolute(ref), part) for ref, part in _parts(source)]
-    steps = [_block_rows(part, axis, chunk_bytes) for _, part in parts]
     sizes = [int(part.shape[axis]) for _, part in parts]
+    # Each file's own blocks, as a task will cut them (it refuses what does not fit memory)
+    steps = [
+        block_step(part, axis, n, chunk_bytes) for (_, part), n in zip(parts, sizes, strict=True)
+    ]
     n_blocks = sum(-(-n // step) for n, step in zip(sizes, steps, strict=True))
-    sample = max(_sample_bytes(tuple(source.shape), np.dtype(source.dtype).itemsize, axis), 1)
+    in_sample = _sample_bytes(tuple(source.shape), np.dtype(source.dtype).itemsize, axis)
+    sample = max(in_sample, out_sample, 1)
     block_bytes = max(steps, default=1) * max(sample, _MIN_SAMPLE_BYTES)
     share = -(-n_blocks // (SPANS_PER_WORKER * n_workers))
     per_span = max(1, min(SPAN_BYTES // block_bytes, share))
