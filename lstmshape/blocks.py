@@ -108,7 +108,7 @@ def read_copy(source: Any, start: int, stop: int, axis: int) -> Array:
 _MIN_SAMPLE_BYTES = 64
 
 
-def _block_step(source: Any, axis: int, n: int, chunk_bytes: int) -> int:
+def block_step(source: Any, axis: int, n: int, chunk_bytes: int) -> int:
     """Samples per block: about `chunk_bytes`, rounded to whole stored chunks when chunked.
     A sample or a stored chunk that alone does not fit in memory is refused first."""
     from lstmshape.limits import refuse_huge_chunk_rows, refuse_huge_reads
@@ -261,7 +261,7 @@ def iter_blocks(
         from lstmshape.plan import as_ntf
     axis = 1 if time_major else 0
     n = source.shape[axis]
-    step = _block_step(source, axis, n, chunk_bytes)
+    step = block_step(source, axis, n, chunk_bytes)
     reader = reader_of(source)
     if reader is not None and math.prod(source.shape) > 0:
         blocks = buffered_blocks(reader, axis, n, step, timed=probe)

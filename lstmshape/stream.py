@@ -45,7 +45,7 @@ def run_plan(
     """
     if spec.validity is not None:
         plan.check_empty(spec.validity)  # fail before reading any data
-    chunk_bytes = _output_bounded(source, plan, chunk_bytes)
+    chunk_bytes = output_bounded(source, plan, chunk_bytes)
     tally = RunTally()
     if gather.can_gather(source, plan, spec):
         _run_gather(source, plan, spec, sink, tally, chunk_bytes, on_block)
@@ -85,7 +85,7 @@ def fit_pca(
     return accumulator.finish(k)
 
 
-def _output_bounded(source: BlockReader, plan: Plan, chunk_bytes: int) -> int:
+def output_bounded(source: BlockReader, plan: Plan, chunk_bytes: int) -> int:
     """`chunk_bytes` for input blocks whose output blocks stay about `chunk_bytes` too (a
     projection to many more features makes more output than it reads); an output of
     one sample that alone does not fit in memory is refused."""

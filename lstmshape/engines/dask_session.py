@@ -151,6 +151,7 @@ class Session:
         self._client: Any = None
         self._cluster: Any = None
         self._quiet = contextlib.ExitStack()
+        self._direct: bool | None = None
 
     @property
     def client(self) -> Any:
@@ -199,6 +200,25 @@ class Session:
             return os.cpu_count() or 1
         return max(1, len(client.scheduler_info().get("workers", {})))
 
+    @property
+    def direct(self) -> bool:
+        """Whether results come straight from the workers: when this host reaches a worker.
+        (dask's default routes every result through the scheduler, a second copy of the
+        data over the network and through the scheduler's CPU.)"""
+        if self._direct is None:
+            import socket
+
+            from distributed.comm.addressing import get_address_host_port
+
+            self._direct = False
+            for address in list(self.client.scheduler_info().get("workers", {}))[:1]:
+                try:
+                    with socket.create_connection(get_address_host_port(address), timeout=2):
+                        self._direct = True
+                except (OSError, ValueError):
+                    pass
+        return self._direct
+
     def compute(self, collections: Sequence[Any]) -> list[Any]:
         """Compute dask collections together (shared inputs are read once)."""
         if not collections:
@@ -211,7 +231,7 @@ class Session:
         futures = client.compute(list(collections))
         try:
             self._wait(futures, futures)
-            return list(client.gather(futures))
+            return list(client.gather(futures, direct=self.direct))
         finally:
             client.cancel(futures)
 
@@ -233,7 +253,7 @@ class Session:
 
         def next_result() -> list[Any]:
             self._wait(pending[0], [f for futures in pending for f in futures])
-            return list(client.gather(pending.popleft()))
+            return list(client.gather(pending.popleft(), direct=self.direct))
 
         try:
             for item in items:
