@@ -212,7 +212,7 @@ def test_a_frozen_worker_fails_the_run_after_the_no_progress_time(here):
         "(LSTMSHAPE_DASK_NO_PROGRESS): "
     )
     assert line.endswith(
-        "blocks were still waiting on 1 workers (a worker may be frozen or overloaded)"
+        "tasks were still waiting on 1 workers (a worker may be frozen or overloaded)"
     )
     assert not (here / "o.npy").exists()
 

@@ -355,11 +355,11 @@ class _Progress:
         limit = f"{session.no_progress:g} s ({NO_PROGRESS_VARIABLE})"
         if workers == 0:
             return (
-                f"{session.where} has no workers: {waiting} blocks waited {limit} for one; "
+                f"{session.where} has no workers: {waiting} tasks waited {limit} for one; "
                 "start workers, or use --workers"
             )
         on = f"{workers} workers" if workers > 0 else "its workers"
         return (
-            f"no task finished on {session.where} for {limit}: {waiting} blocks were still "
+            f"no task finished on {session.where} for {limit}: {waiting} tasks were still "
             f"waiting on {on} (a worker may be frozen or overloaded)"
         )
