@@ -6,7 +6,6 @@ Kept apart from `render` so that quiet and JSON-only runs never import rich.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -87,6 +86,8 @@ class Summary:
 
 
 def print_json(payload: Any) -> None:
+    import json  # only for --json: not every command pays its import at start-up
+
     sys.stdout.write(json.dumps(payload, default=_json_default) + "\n")
     sys.stdout.flush()
 

@@ -3,6 +3,7 @@ failure as one `Error:` line, an interrupt as `Interrupted`, each with its exit 
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -12,11 +13,15 @@ import click
 from lstmshape import interrupts
 from lstmshape._version import __version__
 from lstmshape.cli.help import CONTEXT_SETTINGS, SectionedCommand, format_full_commands
+from lstmshape.cli.lazy import LazyGroup
 from lstmshape.errors import LstmShapeError, OutputError
 
 #: Exit codes: 0 success, 1 a failure outside the input (a write), 2 usage errors and bad
 #: input (refused overwrites included), 130 interrupted (Ctrl-C).
 EXIT_INPUT, EXIT_OTHER = 2, 1
+
+#: The variable click's shell completion reads (`prog_name` is always `lstmshape`).
+_COMPLETE_VAR = "_LSTMSHAPE_COMPLETE"
 
 #: Optional modules -> the extra that installs them (pyproject.toml).
 _EXTRAS = {"dask": "dask", "distributed": "dask", "zarr": "dask", "numcodecs": "dask"}
@@ -38,7 +43,7 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-class LstmShapeGroup(click.Group):
+class LstmShapeGroup(LazyGroup):
     """Ends every run with an exit code and at most a usage block or one line on stderr."""
 
     command_class = SectionedCommand
@@ -48,6 +53,8 @@ class LstmShapeGroup(click.Group):
     ) -> NoReturn:
         argv = list(sys.argv[1:] if args is None else args)
         extra.pop("standalone_mode", None)
+        if _COMPLETE_VAR in os.environ:  # bash completion keeps FILE:KEY whole
+            import lstmshape.cli.completion  # noqa: F401
         try:
             # Always `lstmshape`: usage lines and `_LSTMSHAPE_COMPLETE` name the console script.
             code = super().main(argv, "lstmshape", standalone_mode=False, **extra)
@@ -62,7 +69,7 @@ class LstmShapeGroup(click.Group):
             raise interrupts.Interrupted from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        format_full_commands(self, ctx, formatter)
+        format_full_commands(self.summaries(ctx), formatter)
 
 
 def _ending(error: BaseException, *, debug: bool) -> int:

@@ -52,15 +52,8 @@ class SectionedCommand(click.Command):
                     formatter.write_dl(rows[section])
 
 
-def format_full_commands(
-    group: click.Group, ctx: click.Context, formatter: click.HelpFormatter
-) -> None:
+def format_full_commands(rows: list[tuple[str, str]], formatter: click.HelpFormatter) -> None:
     """The `Commands:` section with each command's whole first sentence (wrapped)."""
-    rows = []
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        if command is not None and not command.hidden:
-            rows.append((name, command.get_short_help_str(limit=1000)))
     if rows:
         with formatter.section("Commands"):
             formatter.write_dl(rows)

@@ -6,17 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from click.shell_completion import CompletionItem
 
 from lstmshape.cli.display import Display
 from lstmshape.cli.group import Terminal
-from lstmshape.cli.rules import refuse_ignored
 from lstmshape.errors import InputError
 from lstmshape.refs import ArrayRef, parse_ref
 from lstmshape.vocabulary import EMPTY_POLICIES, ENGINES, LAYOUTS, NAN_POLICIES, PAD_SIDES
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 
 class RefType(click.ParamType):
@@ -273,6 +274,7 @@ def requests(function: Callable[..., None]) -> Callable[..., None]:
 
     @wraps(function)
     def wrapper(**params: Any) -> None:
+        from lstmshape.cli.rules import refuse_ignored
         from lstmshape.inputs import MaskRequest
         from lstmshape.run import OutputRequest
 
