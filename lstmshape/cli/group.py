@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import click
@@ -27,13 +26,27 @@ _COMPLETE_VAR = "_LSTMSHAPE_COMPLETE"
 _EXTRAS = {"dask": "dask", "distributed": "dask", "zarr": "dask", "numcodecs": "dask"}
 
 
-@dataclass
 class Terminal:
-    """Which standard streams are terminals, read once; tests pass their own."""
+    """Which standard streams are terminals, read once; tests pass their own.
 
-    stdin_isatty: bool = field(default_factory=lambda: _isatty(sys.stdin))
-    stdout_isatty: bool = field(default_factory=lambda: _isatty(sys.stdout))
-    stderr_isatty: bool = field(default_factory=lambda: _isatty(sys.stderr))
+    A plain class, not a dataclass: creating one costs `--help` a few tenths of a ms.
+    """
+
+    def __init__(
+        self,
+        stdin_isatty: bool | None = None,
+        stdout_isatty: bool | None = None,
+        stderr_isatty: bool | None = None,
+    ) -> None:
+        self.stdin_isatty = _isatty(sys.stdin) if stdin_isatty is None else stdin_isatty
+        self.stdout_isatty = _isatty(sys.stdout) if stdout_isatty is None else stdout_isatty
+        self.stderr_isatty = _isatty(sys.stderr) if stderr_isatty is None else stderr_isatty
+
+    def __repr__(self) -> str:
+        return (
+            f"Terminal(stdin_isatty={self.stdin_isatty}, stdout_isatty={self.stdout_isatty}, "
+            f"stderr_isatty={self.stderr_isatty})"
+        )
 
 
 def _isatty(stream: Any) -> bool:
