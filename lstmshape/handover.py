@@ -13,8 +13,8 @@ import numpy as np
 from lstmshape.errors import InputError
 from lstmshape.inputs import MaskRequest, load_mask_spec
 from lstmshape.inspection import inspect_array
+from lstmshape.progress import Counted, Progress, no_progress
 from lstmshape.refs import ArrayRef
-from lstmshape.report import Counted, Progress, no_progress
 from lstmshape.validity import Validity
 
 #: The picture's size at most: sampled rows, and columns the timesteps are binned into.

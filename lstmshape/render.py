@@ -14,13 +14,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lstmshape.report import Summary
 from lstmshape.units import format_bytes
 
 if TYPE_CHECKING:
     from rich.tree import Tree
 
     from lstmshape.diffreport import DiffReport
+    from lstmshape.report import Summary
 
 BAR_GLYPHS = " ▁▂▃▄▅▆▇█"
 

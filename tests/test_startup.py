@@ -46,6 +46,7 @@ NOT_FOR_INSPECT = (
     "lstmshape.run",
     "lstmshape.jobs",
     "lstmshape.stream",
+    "lstmshape.report",
     "lstmshape.cli.commands",
     "lstmshape.cli.diff",
     "lstmshape.cli.completion",

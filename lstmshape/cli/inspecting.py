@@ -58,7 +58,6 @@ def inspect(
     """
     from lstmshape.handover import Handover, inspect_refs
     from lstmshape.inputs import MaskRequest
-    from lstmshape.report import print_json
 
     given = MaskRequest(**mask)
     handover = Handover(given if given.given else None, lengths_out, mask_out, force, strict)
@@ -72,6 +71,8 @@ def inspect(
             inputs, layout=given.layout, handover=handover, progress=shown.progress
         )
     if as_json:
+        from lstmshape.report import print_json
+
         print_json(reports[0] if len(reports) == 1 else reports)
     if not quiet:
         from lstmshape import render
