@@ -64,6 +64,7 @@ NOT_FOR_INSPECT = (
     "rich.progress",
     "rich.syntax",
     "rich.traceback",
+    "rich._emoji_codes",
     "pathlib",
     "json",
     "tempfile",
