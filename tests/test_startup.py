@@ -69,6 +69,7 @@ NOT_FOR_INSPECT = (
     "json",
     "tempfile",
     "zipfile",
+    "glob",
 )
 
 #: `--help` names the commands from a table: none of them, and nothing they use, is loaded.
