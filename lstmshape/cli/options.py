@@ -4,7 +4,6 @@ a `PATH[:KEY]` parameter type, the `MaskRequest` and the `OutputRequest` of the 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
@@ -258,14 +257,17 @@ _ENGINE_NAMES = ("engine", "scheduler", "workers", "connect_timeout")
 _MASK_NAMES = ("layout", "mask_ref", "lengths_ref", "mask_value", "pad_side")
 
 
-@dataclass
 class Requests:
-    """What the shared options of a command asked for, and how its run is shown."""
+    """What the shared options of a command asked for, and how its run is shown.
 
-    term: Terminal
-    output: Any  # run.OutputRequest
-    mask: Any  # inputs.MaskRequest
-    display: Display
+    A plain class, not a dataclass: every command's start-up would pay for creating it.
+    """
+
+    def __init__(self, term: Terminal, output: Any, mask: Any, display: Display) -> None:
+        self.term = term
+        self.output = output  # run.OutputRequest
+        self.mask = mask  # inputs.MaskRequest
+        self.display = display
 
 
 def requests(function: Callable[..., None]) -> Callable[..., None]:
