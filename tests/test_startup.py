@@ -41,6 +41,7 @@ NOT_FOR_INSPECT = (
     "distributed",
     "einops",
     "numpy.ma",
+    "numpy.typing",
     "lstmshape.strategies",
     "lstmshape.plan",
     "lstmshape.run",

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from lstmshape.padding.ends import PROBE_STEPS, Array, BoolArray, Ends, IndexArray, same
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from lstmshape.validity import Validity
 
 Kind = Literal["value", "repeat", "none"]

@@ -9,14 +9,14 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 if TYPE_CHECKING:
     from lstmshape.validity import Validity
 
-BoolArray = npt.NDArray[np.bool_]
-IndexArray = npt.NDArray[np.intp]
-Array = npt.NDArray[Any]
+# numpy.typing.NDArray[...] spelt out: importing numpy.typing costs every start-up.
+BoolArray = np.ndarray[tuple[Any, ...], np.dtype[np.bool_]]
+IndexArray = np.ndarray[tuple[Any, ...], np.dtype[np.intp]]
+Array = np.ndarray[tuple[Any, ...], np.dtype[Any]]
 
 PROBE_STEPS = 2  # steps counted from each end when a summary is not exact
 
