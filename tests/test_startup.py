@@ -69,6 +69,7 @@ NOT_FOR_INSPECT = (
     "pathlib",
     "json",
     "tempfile",
+    "shutil",
     "zipfile",
     "glob",
 )

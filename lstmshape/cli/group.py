@@ -11,7 +11,12 @@ import click
 
 from lstmshape import interrupts
 from lstmshape._version import __version__
-from lstmshape.cli.help import CONTEXT_SETTINGS, SectionedCommand, format_full_commands
+from lstmshape.cli.help import (
+    CONTEXT_SETTINGS,
+    HelpContext,
+    SectionedCommand,
+    format_full_commands,
+)
 from lstmshape.cli.lazy import LazyGroup
 from lstmshape.errors import LstmShapeError, OutputError
 
@@ -60,6 +65,7 @@ class LstmShapeGroup(LazyGroup):
     """Ends every run with an exit code and at most a usage block or one line on stderr."""
 
     command_class = SectionedCommand
+    context_class = HelpContext
 
     def main(  # type: ignore[override]  # always exits, in every mode
         self, args: Any = None, prog_name: str | None = None, **extra: Any
