@@ -15,8 +15,7 @@ import sys
 import tokenize
 import warnings
 import zlib
-from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, Literal
+from typing import IO, Any, BinaryIO, Literal, NamedTuple
 
 import numpy as np
 
@@ -45,8 +44,8 @@ def _parse_errors() -> tuple[type[Exception], ...]:
     return _PARSE_ERRORS if zipfile is None else (*_PARSE_ERRORS, zipfile.BadZipFile)
 
 
-@dataclass(frozen=True)
-class _NpyHeader:
+# A NamedTuple, not a frozen dataclass: as immutable, and created ~7x faster (start-up).
+class _NpyHeader(NamedTuple):
     shape: tuple[int, ...]
     fortran: bool
     dtype: np.dtype[Any]
