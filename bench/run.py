@@ -574,12 +574,21 @@ def run_tnf(bench: Bench) -> None:
     measure(bench, "warm", [inputs.tnf], cells)
 
 
-def run_startup(bench: Bench, editable_bin: Path) -> dict[str, dict[str, float]]:
+def run_startup(
+    bench: Bench, editable_bin: Path, blas_threads: int | None = None
+) -> dict[str, dict[str, float]]:
     """Best wall times (ms) of start-up commands, per installation, and their best CPU times
     (user + system, `name, CPU time`): steadier under load, but numpy's OpenBLAS threads
-    count in its CPU time, so the wall-time ratio is the target."""
+    count in its CPU time, so the wall-time ratio is the target.
+
+    `blas_threads` caps numpy's BLAS threads for every command alike: the threads it starts
+    at import spin on the other cores, so numpy's CPU time (and, under load, its wall time)
+    swings with the load; with one thread the CPU-time ratio is steady to a few percent."""
     tiny = bench.inputs.tiny
     base_env = dict(os.environ)
+    if blas_threads is not None:
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            base_env[name] = str(blas_threads)
     installs = {
         "installed (non-editable, .pyc)": (bench.bin, base_env),
         "editable .venv, as the environment is": (editable_bin, base_env),
@@ -898,6 +907,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", type=Path, default=None, help="also write the report here")
     parser.add_argument("--keep", action="store_true", help="keep bench/data afterwards")
     parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="start-up step: cap numpy's BLAS threads (OPENBLAS_NUM_THREADS...) for every "
+        "command alike; 1 gives the steadiest CPU-time ratios",
+    )
+    parser.add_argument(
         "--steps",
         type=lambda text: set(text.split(",")),
         default=None,
@@ -944,7 +960,9 @@ def _measure(bench: Bench, args: argparse.Namespace) -> int:
     startup, startup_load = {}, ""
     if args.steps is None or "startup" in args.steps:
         startup_load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-        startup = run_startup(bench, Path(sys.executable).parent)
+        startup = run_startup(bench, Path(sys.executable).parent, args.blas_threads)
+        if args.blas_threads is not None:
+            startup_load += f"; numpy's BLAS threads capped at {args.blas_threads}"
     rss_sizes = {}
     if "mean-npy-warm" in bench.results:
         rss_sizes[units.format_bytes(inputs.nbytes)] = bench.results["mean-npy-warm"].rss_mb
