@@ -678,14 +678,14 @@ WHY_TIME_MAJOR = (
 )
 WHY_VERSION = (
     "--version answers before click is imported (lstmshape._entry); --help is Python "
-    "(~10 ms CPU) + click (~11 ms) + the group and its command table (~3 ms) + click's help "
-    "formatting, against ~100-125 ms of CPU for import numpy; its wall time swings with the "
-    "load (numpy's OpenBLAS threads), see the CPU-time ratio."
+    "(~9 ms CPU) + click with its stdlib imports (~30 ms) + the group and its command table "
+    "(~2 ms) + click's help formatting (~2 ms), against ~90 ms of CPU for import numpy with "
+    "one BLAS thread (~100-125 ms with its threads); wall times swing with the load."
 )
 WHY_INSPECT = (
-    "beyond numpy: rich's console and table (~24 ms CPU), click (~11 ms), the package's "
-    "modules on the inspect path (~17 ms, of which ~10 ms is creating their dataclasses), "
-    "reading and drawing (~7 ms); 1.6x of numpy's ~90-100 ms wall leaves ~55-60 ms."
+    "beyond numpy: rich's console and table (~23 ms CPU), click (~10 ms), the package's "
+    "modules on the inspect path (~17 ms, ~7 ms of it creating their dataclasses), reading "
+    "and drawing (~6 ms); 1.6x of numpy's ~90 ms leaves ~54 ms."
 )
 
 
