@@ -14,7 +14,7 @@ LS := $(VENV)/bin/lstmshape
 
 LINTED := lstmshape tests bench samples
 
-.PHONY: demo test test-fast check lint bench fuzz soak samples clean
+.PHONY: demo test test-fast check lint bench bench-startup fuzz soak samples clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ lint: check
 bench: $(STAMP)
 	$(PY) bench/bench_kernels.py
 	$(PY) bench/run.py --size $(SIZE) $(BENCH_ARGS)
+
+# Start-up only (issue #16: --help and inspect against `python -c "import numpy"`), best of
+# 20 each, wall and CPU time, on a non-editable install; needs no large inputs.
+bench-startup: $(STAMP)
+	$(PY) bench/run.py --steps startup --size 1MB --no-cold $(BENCH_ARGS)
 
 # The long safety runs (docs/safety.md): damaged inputs through every command for
 # FUZZ_SECONDS (it prints how many cases it tried), the piped soak, then the attacks of

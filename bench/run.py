@@ -574,10 +574,21 @@ def run_tnf(bench: Bench) -> None:
     measure(bench, "warm", [inputs.tnf], cells)
 
 
-def run_startup(bench: Bench, editable_bin: Path) -> dict[str, dict[str, float]]:
-    """Best wall times (ms) of start-up commands, per installation."""
+def run_startup(
+    bench: Bench, editable_bin: Path, blas_threads: int | None = None
+) -> dict[str, dict[str, float]]:
+    """Best wall times (ms) of start-up commands, per installation, and their best CPU times
+    (user + system, `name, CPU time`): steadier under load, but numpy's OpenBLAS threads
+    count in its CPU time, so the wall-time ratio is the target.
+
+    `blas_threads` caps numpy's BLAS threads for every command alike: the threads it starts
+    at import spin on the other cores, so numpy's CPU time (and, under load, its wall time)
+    swings with the load; with one thread the CPU-time ratio is steady to a few percent."""
     tiny = bench.inputs.tiny
     base_env = dict(os.environ)
+    if blas_threads is not None:
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            base_env[name] = str(blas_threads)
     installs = {
         "installed (non-editable, .pyc)": (bench.bin, base_env),
         "editable .venv, as the environment is": (editable_bin, base_env),
@@ -666,13 +677,15 @@ WHY_TIME_MAJOR = (
     "shared machine (best of a few runs)."
 )
 WHY_VERSION = (
-    "importing click alone takes ~20 ms and Python ~8 ms, against ~66 ms for numpy; "
-    "--version answers before click is imported (lstmshape._entry), but --help needs click "
-    "to render the help."
+    "--version answers before click is imported (lstmshape._entry); --help is Python "
+    "(~9 ms CPU) + click with its stdlib imports (~30 ms) + the group and its command table "
+    "(~2 ms) + click's help formatting (~2 ms), against ~90 ms of CPU for import numpy with "
+    "one BLAS thread (~100-125 ms with its threads); wall times swing with the load."
 )
 WHY_INSPECT = (
-    "numpy (~66 ms) + click (~20 ms) + rich's console (~15 ms) + the package (~15 ms) + "
-    "Python (~8 ms); 1.6x leaves ~40 ms for everything but numpy."
+    "beyond numpy: rich's console and table (~23 ms CPU), click (~10 ms), the package's "
+    "modules on the inspect path (~17 ms, ~7 ms of it creating their dataclasses), reading "
+    "and drawing (~6 ms); 1.6x of numpy's ~90 ms leaves ~54 ms."
 )
 
 
@@ -779,6 +792,28 @@ def targets(bench: Bench, startup: dict, rss_sizes: dict[str, float]) -> list[Ta
     return out
 
 
+def startup_table(startup: dict[str, dict[str, float]], load: str) -> str:
+    """Best wall and CPU ms of each start-up command, and each as a ratio of numpy's."""
+    installs = [name for name in startup if not name.endswith(", CPU time")]
+    lines = [
+        f"Start-up, best of {STARTUP_ROUNDS} each, round-robin (ms; x = ratio to "
+        '`python -c "import numpy"` of the same install); load average before it '
+        f"(1, 5, 15 min): {load}",
+        "",
+        "| install | command | wall ms | x numpy | CPU ms | x numpy |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name in installs:
+        wall, cpu = startup[name], startup[f"{name}, CPU time"]
+        base = 'python -c "import numpy"'
+        for cmd in wall:
+            lines.append(
+                f"| {name} | {cmd} | {wall[cmd]:.0f} | {wall[cmd] / wall[base]:.2f} | "
+                f"{cpu[cmd]:.0f} | {cpu[cmd] / cpu[base]:.2f} |"
+            )
+    return "\n".join(lines)
+
+
 def machine_facts() -> str:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -800,7 +835,9 @@ def machine_facts() -> str:
     )
 
 
-def report(bench: Bench, startup: dict, rss_sizes: dict[str, float], eviction: str) -> str:
+def report(
+    bench: Bench, startup: dict, rss_sizes: dict[str, float], eviction: str, startup_load: str = ""
+) -> str:
     parts = [
         f"# lstmshape benchmark: {units.format_bytes(bench.inputs.nbytes)} float32 (N, {T}, {F})",
         "",
@@ -833,15 +870,7 @@ def report(bench: Bench, startup: dict, rss_sizes: dict[str, float], eviction: s
                 )
         parts.append("")
     if startup:
-        parts += [
-            f"Start-up, best of {STARTUP_ROUNDS} (ms):",
-            "",
-            "| command | " + " | ".join(startup) + " |",
-        ]
-        parts.append("|---|" + "---:|" * len(startup))
-        for cmd in next(iter(startup.values())):
-            times = " | ".join(f"{s[cmd]:.0f}" for s in startup.values())
-            parts.append(f"| {cmd} | {times} |")
+        parts += [startup_table(startup, startup_load)]
     parts += ["", "Targets (issue #5):", ""]
     explained: set[str] = set()
     for target in targets(bench, startup, rss_sizes):
@@ -877,6 +906,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--save", type=Path, default=None, help="also write the report here")
     parser.add_argument("--keep", action="store_true", help="keep bench/data afterwards")
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="start-up step: cap numpy's BLAS threads (OPENBLAS_NUM_THREADS...) for every "
+        "command alike; 1 gives the steadiest CPU-time ratios",
+    )
     parser.add_argument(
         "--steps",
         type=lambda text: set(text.split(",")),
@@ -921,15 +957,18 @@ def _measure(bench: Bench, args: argparse.Namespace) -> int:
         started = time.perf_counter()
         step()
         print(f"  {name}: {time.perf_counter() - started:.0f} s", flush=True)
-    startup = {}
+    startup, startup_load = {}, ""
     if args.steps is None or "startup" in args.steps:
-        startup = run_startup(bench, Path(sys.executable).parent)
+        startup_load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        startup = run_startup(bench, Path(sys.executable).parent, args.blas_threads)
+        if args.blas_threads is not None:
+            startup_load += f"; numpy's BLAS threads capped at {args.blas_threads}"
     rss_sizes = {}
     if "mean-npy-warm" in bench.results:
         rss_sizes[units.format_bytes(inputs.nbytes)] = bench.results["mean-npy-warm"].rss_mb
     if args.rss_size:
         rss_sizes[units.format_bytes(args.rss_size)] = rss_check(bench, args.rss_size)
-    text = report(bench, startup, rss_sizes, eviction)
+    text = report(bench, startup, rss_sizes, eviction, startup_load)
     print(text)
     if args.save:
         args.save.write_text(text)

@@ -41,18 +41,21 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Generator, Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from lstmshape.io.blocks import Joined, Reader, aligned_buffer
 from lstmshape.masks import Layout, MaskSpec
 from lstmshape.validity import Validity
 
+if TYPE_CHECKING:
+    pass
+
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 
-Array = npt.NDArray[Any]
+# numpy.typing.NDArray[...] spelt out: importing numpy.typing costs every start-up.
+Array = np.ndarray[tuple[Any, ...], np.dtype[Any]]
 
 
 class BlockReader(Protocol):

@@ -9,8 +9,8 @@ from lstmshape.compare import check_shapes, diff_sources, mask_spec, view_shape
 from lstmshape.diffreport import DiffReport, Tolerance
 from lstmshape.errors import InputError
 from lstmshape.inputs import MaskRequest, load_small
+from lstmshape.progress import Progress
 from lstmshape.refs import ArrayRef
-from lstmshape.report import Progress
 from lstmshape.vocabulary import Layout
 
 

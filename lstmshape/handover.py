@@ -5,16 +5,15 @@ of it (samples x time, downsampled) so the padding's side and shape are seen at 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from lstmshape.errors import InputError
 from lstmshape.inputs import MaskRequest, load_mask_spec
 from lstmshape.inspection import inspect_array
+from lstmshape.progress import Counted, Progress, no_progress
 from lstmshape.refs import ArrayRef
-from lstmshape.report import Counted, Progress, no_progress
 from lstmshape.validity import Validity
 
 #: The picture's size at most: sampled rows, and columns the timesteps are binned into.
@@ -22,8 +21,8 @@ PICTURE_ROWS, PICTURE_COLUMNS = 12, 60
 _SHOWN = 5  # sample indices named
 
 
-@dataclass(frozen=True)
-class Handover:
+# A NamedTuple, not a frozen dataclass: as immutable, and created ~7x faster (start-up).
+class Handover(NamedTuple):
     """What `inspect` was asked to do with the validity it detects."""
 
     mask: MaskRequest | None = None  # a given mask source to check

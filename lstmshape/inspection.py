@@ -23,19 +23,22 @@ Bool data and arrays of another rank get shape, dtype, size and NaN/Inf counts o
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import numpy as np
-import numpy.typing as npt
 
 from lstmshape import padding
 from lstmshape.blocks import rows_per_block
 from lstmshape.errors import InputError
 from lstmshape.inspect_reads import Unwritten, blocks, count_nonfinite, nonfinite_counts
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 Side = Literal["post", "pre", "mixed", "none"]
 Kind = Literal["value", "repeat", "none"]
-IndexArray = npt.NDArray[np.intp]
+# numpy.typing.NDArray[...] spelt out: importing numpy.typing costs every start-up.
+IndexArray = np.ndarray[tuple[Any, ...], np.dtype[np.intp]]
 
 BLOCK_BYTES = 16 * 2**20
 HISTOGRAM_BINS = 8

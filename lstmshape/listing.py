@@ -6,7 +6,6 @@ provenance). Drawing them is `render`'s job.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -69,6 +68,8 @@ def provenance_of(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
     """
     if not all(isinstance(attrs.get(name), str) for name in PROVENANCE):
         return None
+    import json  # only for a file lstmshape wrote: not at every inspect's start-up
+
     record: dict[str, Any] = {name: attrs[name] for name in PROVENANCE}
     try:
         record["options"] = json.loads(record["options"])

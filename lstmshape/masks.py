@@ -8,10 +8,9 @@ or a padding value that gives one block by block.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from lstmshape.errors import InputError
 from lstmshape.padding import Detection, infer, summarise
@@ -22,6 +21,9 @@ from lstmshape.validity import (
     validate_lengths,
 )
 from lstmshape.vocabulary import Layout, PadSide
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 
 def mask_from_value(x_ntf: npt.NDArray[np.generic], value: float) -> BoolArray:

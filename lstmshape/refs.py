@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PurePath
 
 from lstmshape.errors import InputError
 
@@ -64,7 +63,7 @@ class ArrayRef:
         """The lowercased file suffix (`".npy"` for `-`, `""` when there is none)."""
         if self.is_stdio:
             return ".npy"
-        return PurePath(self.path).suffix.lower()
+        return path_suffix(self.path).lower()
 
     @property
     def display(self) -> str:
@@ -73,7 +72,21 @@ class ArrayRef:
 
 
 def _has_known_suffix(path: str) -> bool:
-    return PurePath(path).suffix.lower() in KNOWN_SUFFIXES
+    return path_suffix(path).lower() in KNOWN_SUFFIXES
+
+
+def path_suffix(path: str) -> str:
+    """`pathlib.PurePath(path).suffix` without importing pathlib (milliseconds of every
+    start-up): the last component's final `.xxx`, unless the dot starts or ends the name.
+
+    >>> path_suffix("runs/a.tar.h5"), path_suffix("a.npy/."), path_suffix(".npy"), path_suffix("a.")
+    ('.h5', '.npy', '', '')
+    """
+    text = path.replace(os.altsep, os.sep) if os.altsep else path
+    parts = text.split(os.sep)  # noqa: PTH206 (this is PurePath.parts, without pathlib)
+    name = next((part for part in reversed(parts) if part not in ("", ".")), "")
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
 
 
 def parse_ref(

@@ -14,19 +14,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lstmshape.report import Summary
 from lstmshape.units import format_bytes
 
 if TYPE_CHECKING:
     from rich.tree import Tree
 
     from lstmshape.diffreport import DiffReport
+    from lstmshape.report import Summary
 
 BAR_GLYPHS = " ▁▂▃▄▅▆▇█"
 
 
 def error_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    # emoji=False: names are shown as they are (`run:fire:.npy` is not drawn as a flame),
+    # and rich's emoji table (~2 ms of start-up) is never loaded.
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def shape_text(shape: Sequence[int]) -> str:

@@ -1,59 +1,14 @@
-"""What a command does, as data: the before/after steps, the `--json` object, and the
-progress hooks the engines call while they work.
+"""What a command does, as data: the before/after steps and the `--json` object.
 
-Kept apart from `render` so that quiet and JSON-only runs never import rich.
+Kept apart from `render` so that quiet and JSON-only runs never import rich; the progress
+hooks the engines call while they work are in `progress` (inspect needs only those).
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-
-#: `advance(nbytes)`: that many more input bytes are done.
-Advance = Callable[[int], None]
-#: `progress(total_bytes, label)`: a context giving the `Advance` of one pass over the data.
-Progress = Callable[[int, str], AbstractContextManager[Advance]]
-
-
-@contextmanager
-def no_progress(_total: int, _label: str) -> Iterator[Advance]:
-    yield lambda _nbytes: None
-
-
-class Counted:
-    """An `io.ArraySource` whose block reads report their bytes to `advance`."""
-
-    def __init__(self, source: Any, advance: Advance) -> None:
-        self.shape, self.dtype = source.shape, source.dtype
-        self._source, self._advance = source, advance
-
-    @property
-    def reader(self) -> Any:
-        """The source's block reader (None: none); blocks read by it are counted by
-        `advance`."""
-        return getattr(self._source, "reader", None)
-
-    def advance(self, nbytes: int) -> None:
-        self._advance(nbytes)
-
-    def read(self, start: int, stop: int) -> Any:
-        block = self._source.read(start, stop)
-        self._advance(block.nbytes)
-        return block
-
-    def read_all(self) -> Any:
-        block = self._source.read_all()
-        self._advance(block.nbytes)
-        return block
-
-    def unwritten(self, start: int, stop: int) -> Any:
-        """The source's fill value for rows storage never wrote (None: written or unknown)."""
-        unwritten = getattr(self._source, "unwritten", None)
-        return None if unwritten is None else unwritten(start, stop)
 
 
 @dataclass
@@ -96,6 +51,8 @@ class Summary:
 
 
 def print_json(payload: Any) -> None:
+    import json  # only for --json: not every command pays its import at start-up
+
     sys.stdout.write(json.dumps(payload, default=_json_default) + "\n")
     sys.stdout.flush()
 

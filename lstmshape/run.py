@@ -22,8 +22,9 @@ from lstmshape.limits import refuse_large_output, refuse_over_memory
 from lstmshape.masks import MaskSpec
 from lstmshape.plan import Plan, as_ntf, with_basis
 from lstmshape.plan.dims import extra_dims, output_dims
+from lstmshape.progress import Advance, Progress, no_progress
 from lstmshape.refs import ArrayRef, parse_ref
-from lstmshape.report import Advance, Progress, Step, Summary, no_progress
+from lstmshape.report import Step, Summary
 from lstmshape.sources import parts_of
 
 __all__ = ["Advance", "Job", "OutputRequest", "Outputs", "Progress", "execute", "no_progress"]

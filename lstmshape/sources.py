@@ -15,8 +15,6 @@ shell in the C locale expands it: name shards with zero-padded numbers.
 
 from __future__ import annotations
 
-import fnmatch
-import glob
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -92,6 +90,8 @@ def expand_refs(refs: Iterable[ArrayRef]) -> list[ArrayRef]:
         if ref.is_stdio or not _has_glob(ref.path) or os.path.lexists(ref.path):
             expanded.extend(_expand_key(ref))
             continue
+        import glob  # only for a pattern: not at every start-up
+
         matches = sorted(glob.glob(ref.path))  # noqa: PTH207 (absolute patterns too)
         if not matches:
             raise InputError(f"no file matches {ref.path}")
@@ -107,6 +107,8 @@ def key_matches(key: str, pattern: str) -> bool:
     >>> key_matches("/run1/lstm/output", "run*/lstm/output"), key_matches("/a/b/c", "/a/*")
     (True, False)
     """
+    import fnmatch
+
     keys, patterns = key.strip("/").split("/"), pattern.strip("/").split("/")
     return len(keys) == len(patterns) and all(
         fnmatch.fnmatchcase(k, p) for k, p in zip(keys, patterns, strict=True)

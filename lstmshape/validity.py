@@ -11,16 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from lstmshape.errors import InputError
 from lstmshape.vocabulary import Layout, PadSide
 
-BoolArray = npt.NDArray[np.bool_]
-IndexArray = npt.NDArray[np.intp]
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+# numpy.typing.NDArray[...] spelt out: importing numpy.typing costs every start-up.
+BoolArray = np.ndarray[tuple[Any, ...], np.dtype[np.bool_]]
+IndexArray = np.ndarray[tuple[Any, ...], np.dtype[np.intp]]
 
 
 @dataclass(frozen=True)

@@ -493,3 +493,12 @@ def test_exit_codes_keep_their_classes(run_cli, padded, tmp_path):
 def test_python_dash_m_help_is_the_console_help():
     done = subprocess.run(lstmshape_command("--help"), capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("Usage: lstmshape [OPTIONS]")
+
+
+def test_names_are_drawn_as_they_are_not_as_emoji(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.save("run:fire:.npy", np.zeros((2, 3, 1), np.float32))
+    result = run_cli(["inspect", "run:fire:.npy"])
+    assert result.exit_code == 0, result.output
+    assert "run:fire:.npy" in result.stderr
+    assert "\N{FIRE}" not in result.stderr

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lstmshape.errors import InputError
-from lstmshape.refs import ArrayRef, parse_ref
+from lstmshape.refs import ArrayRef, parse_ref, path_suffix
 
 
 def never(_path: str) -> bool:
@@ -95,3 +95,9 @@ def test_str_round_trips_through_parse_ref(stem: str, suffix: str, key: str) -> 
     ref = ArrayRef(stem + suffix, key)
     assert parse_ref(str(ref), exists=never) == ref
     assert parse_ref(stem + suffix, exists=never) == ArrayRef(stem + suffix)
+
+
+@given(st.text(alphabet="ab./\\:", max_size=12))
+def test_path_suffix_is_purepaths(text):
+    """`path_suffix` stands in for `PurePath(path).suffix` (no pathlib at start-up)."""
+    assert path_suffix(text) == Path(text).suffix

@@ -3,32 +3,55 @@ failure as one `Error:` line, an interrupt as `Interrupted`, each with its exit 
 
 from __future__ import annotations
 
+import os
 import sys
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import click
 
 from lstmshape import interrupts
 from lstmshape._version import __version__
-from lstmshape.cli.help import CONTEXT_SETTINGS, SectionedCommand, format_full_commands
+from lstmshape.cli.help import (
+    CONTEXT_SETTINGS,
+    HelpContext,
+    SectionedCommand,
+    format_full_commands,
+)
+from lstmshape.cli.lazy import LazyGroup
 from lstmshape.errors import LstmShapeError, OutputError
 
 #: Exit codes: 0 success, 1 a failure outside the input (a write), 2 usage errors and bad
 #: input (refused overwrites included), 130 interrupted (Ctrl-C).
 EXIT_INPUT, EXIT_OTHER = 2, 1
 
+#: The variable click's shell completion reads (`prog_name` is always `lstmshape`).
+_COMPLETE_VAR = "_LSTMSHAPE_COMPLETE"
+
 #: Optional modules -> the extra that installs them (pyproject.toml).
 _EXTRAS = {"dask": "dask", "distributed": "dask", "zarr": "dask", "numcodecs": "dask"}
 
 
-@dataclass
 class Terminal:
-    """Which standard streams are terminals, read once; tests pass their own."""
+    """Which standard streams are terminals, read once; tests pass their own.
 
-    stdin_isatty: bool = field(default_factory=lambda: _isatty(sys.stdin))
-    stdout_isatty: bool = field(default_factory=lambda: _isatty(sys.stdout))
-    stderr_isatty: bool = field(default_factory=lambda: _isatty(sys.stderr))
+    A plain class, not a dataclass: creating one costs `--help` a few tenths of a ms.
+    """
+
+    def __init__(
+        self,
+        stdin_isatty: bool | None = None,
+        stdout_isatty: bool | None = None,
+        stderr_isatty: bool | None = None,
+    ) -> None:
+        self.stdin_isatty = _isatty(sys.stdin) if stdin_isatty is None else stdin_isatty
+        self.stdout_isatty = _isatty(sys.stdout) if stdout_isatty is None else stdout_isatty
+        self.stderr_isatty = _isatty(sys.stderr) if stderr_isatty is None else stderr_isatty
+
+    def __repr__(self) -> str:
+        return (
+            f"Terminal(stdin_isatty={self.stdin_isatty}, stdout_isatty={self.stdout_isatty}, "
+            f"stderr_isatty={self.stderr_isatty})"
+        )
 
 
 def _isatty(stream: Any) -> bool:
@@ -38,16 +61,19 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-class LstmShapeGroup(click.Group):
+class LstmShapeGroup(LazyGroup):
     """Ends every run with an exit code and at most a usage block or one line on stderr."""
 
     command_class = SectionedCommand
+    context_class = HelpContext
 
     def main(  # type: ignore[override]  # always exits, in every mode
         self, args: Any = None, prog_name: str | None = None, **extra: Any
     ) -> NoReturn:
         argv = list(sys.argv[1:] if args is None else args)
         extra.pop("standalone_mode", None)
+        if _COMPLETE_VAR in os.environ:  # bash completion keeps FILE:KEY whole
+            import lstmshape.cli.completion  # noqa: F401
         try:
             # Always `lstmshape`: usage lines and `_LSTMSHAPE_COMPLETE` name the console script.
             code = super().main(argv, "lstmshape", standalone_mode=False, **extra)
@@ -62,7 +88,7 @@ class LstmShapeGroup(click.Group):
             raise interrupts.Interrupted from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        format_full_commands(self, ctx, formatter)
+        format_full_commands(self.summaries(ctx), formatter)
 
 
 def _ending(error: BaseException, *, debug: bool) -> int:

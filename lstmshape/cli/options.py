@@ -4,19 +4,19 @@ a `PATH[:KEY]` parameter type, the `MaskRequest` and the `OutputRequest` of the 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from click.shell_completion import CompletionItem
 
 from lstmshape.cli.display import Display
 from lstmshape.cli.group import Terminal
-from lstmshape.cli.rules import refuse_ignored
 from lstmshape.errors import InputError
 from lstmshape.refs import ArrayRef, parse_ref
 from lstmshape.vocabulary import EMPTY_POLICIES, ENGINES, LAYOUTS, NAN_POLICIES, PAD_SIDES
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 
 class RefType(click.ParamType):
@@ -257,14 +257,17 @@ _ENGINE_NAMES = ("engine", "scheduler", "workers", "connect_timeout")
 _MASK_NAMES = ("layout", "mask_ref", "lengths_ref", "mask_value", "pad_side")
 
 
-@dataclass
 class Requests:
-    """What the shared options of a command asked for, and how its run is shown."""
+    """What the shared options of a command asked for, and how its run is shown.
 
-    term: Terminal
-    output: Any  # run.OutputRequest
-    mask: Any  # inputs.MaskRequest
-    display: Display
+    A plain class, not a dataclass: every command's start-up would pay for creating it.
+    """
+
+    def __init__(self, term: Terminal, output: Any, mask: Any, display: Display) -> None:
+        self.term = term
+        self.output = output  # run.OutputRequest
+        self.mask = mask  # inputs.MaskRequest
+        self.display = display
 
 
 def requests(function: Callable[..., None]) -> Callable[..., None]:
@@ -273,6 +276,7 @@ def requests(function: Callable[..., None]) -> Callable[..., None]:
 
     @wraps(function)
     def wrapper(**params: Any) -> None:
+        from lstmshape.cli.rules import refuse_ignored
         from lstmshape.inputs import MaskRequest
         from lstmshape.run import OutputRequest
 

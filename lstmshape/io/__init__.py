@@ -23,18 +23,22 @@ from lstmshape.io.base import ArrayInfo, ArraySource
 from lstmshape.io.h5_links import allow_external, external_allowed
 from lstmshape.io.reading import iter_arrays, list_arrays, load, open_array
 from lstmshape.io.sink import ArraySink
-from lstmshape.io.stdio import StdoutClosedError, rereadable, silence_stdout
 from lstmshape.limits import memory_limit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lstmshape.io.keras import paired_bias
     from lstmshape.io.outputs import check_output, default_output_path
+    from lstmshape.io.stdio import StdoutClosedError, rereadable, silence_stdout
     from lstmshape.io.writing import open_sink, save, save_members
 
-# Writing imports every format's sink and output checks: loaded on first use, so a command
-# that only reads (inspect) does not pay for them at start-up.
+# Writing imports every format's sink and output checks, and standard input and output
+# spool through temporary files: loaded on first use, so a command that only reads files
+# (inspect) does not pay for them at start-up.
 _LAZY = {
+    "StdoutClosedError": "lstmshape.io.stdio",
+    "silence_stdout": "lstmshape.io.stdio",
+    "rereadable": "lstmshape.io.stdio",
     "paired_bias": "lstmshape.io.keras",
     "check_output": "lstmshape.io.outputs",
     "default_output_path": "lstmshape.io.outputs",

@@ -15,14 +15,16 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from lstmshape.errors import InputError
 from lstmshape.io.blocks import Reader
 from lstmshape.refs import ArrayRef, parse_ref
+
+if TYPE_CHECKING:  # pathlib costs milliseconds of start-up; reading needs only os
+    from pathlib import Path
 
 Format = Literal["npy", "npz", "h5", "zarr", "safetensors", "nc", "keras"]
 RefLike = ArrayRef | str | os.PathLike[str]
@@ -202,9 +204,8 @@ def _check_input_file(path: str) -> None:
     """Refuse a missing, unreadable, empty input, or anything but a regular file, with a
     one-line message. Only regular files are opened: a FIFO would block the run forever
     and a device never ends (`-` is the way to read a stream)."""
-    p = Path(path)
     try:
-        st = p.stat()
+        st = os.stat(path)  # noqa: PTH116 (no pathlib on the read path: start-up time)
         kind = _file_kind(st.st_mode)
         if kind == "a directory":
             raise InputError(f"{path} is a directory, not an array file")
@@ -213,7 +214,7 @@ def _check_input_file(path: str) -> None:
                 f"{path} is {kind}, not a regular file; lstmshape reads only regular files "
                 "(pipe a .npy stream into - instead)"
             )
-        os.close(os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
     except (FileNotFoundError, NotADirectoryError):
         raise InputError(f"{path} does not exist") from None
     except OSError as exc:
@@ -228,7 +229,7 @@ def _check_input_file(path: str) -> None:
 def _same_file(a: str, b: str) -> bool:
     """True when both paths name one file (any spelling, symlink or hard link)."""
     try:
-        return Path(a).samefile(b)
+        return os.path.samefile(a, b)  # noqa: PTH121 (no pathlib: start-up time)
     except OSError:
         return False
 
@@ -249,6 +250,8 @@ def _refuse_input_as_output(
 def _check_output_dir(ref: ArrayRef) -> Path:
     """The output's path, refused when the directory it goes into is missing or its name is
     longer than the file system allows."""
+    from pathlib import Path
+
     target = Path(ref.path)
     parent = target.parent
     if not parent.exists():

@@ -11,13 +11,16 @@ sits with its format (`npy.FileArray`, `npz.ZipStream`, `h5_readers.ChunkedFile`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-Array = npt.NDArray[Any]
-IndexArray = npt.NDArray[np.int64]
+if TYPE_CHECKING:
+    pass
+
+# numpy.typing.NDArray[...] spelt out: importing numpy.typing costs every start-up.
+Array = np.ndarray[tuple[Any, ...], np.dtype[Any]]
+IndexArray = np.ndarray[tuple[Any, ...], np.dtype[np.int64]]
 
 _PAGE = 4096
 

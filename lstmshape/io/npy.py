@@ -1,5 +1,5 @@
 """`.npy` files: the source, the reader of a C-order array stored at a byte offset of a
-file (`FileArray`), and the sink.
+file (`FileArray`). The sink is `npy_sink`.
 
 `FileArray` serves every array stored as one run of C-order bytes: `.npy` files, stored
 (uncompressed) `.npz` members and contiguous unfiltered HDF5 datasets. A block along axis 0
@@ -20,19 +20,16 @@ import itertools
 import math
 import mmap
 import os
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from lstmshape.errors import InputError
-from lstmshape.io.atomic import _FileSink
 from lstmshape.io.base import ArrayInfo, ArraySource, _one_line, _refuse_objects
 from lstmshape.io.blocks import Array, IndexArray, InMemory, Reader, _bytes_of
 from lstmshape.io.npyformat import (
     _check_length,
     _NpyHeader,
-    _NpyWriter,
     _quiet_header_warnings,
     _read_npy_header,
 )
@@ -55,7 +52,7 @@ def _refuse_key(ref: ArrayRef) -> None:
 
 def _open_npy(ref: ArrayRef) -> ArraySource:
     _refuse_key(ref)
-    with Path(ref.path).open("rb") as fh:
+    with open(ref.path, "rb") as fh:  # noqa: PTH123 (no pathlib: start-up time)
         header = _read_npy_header(fh, ref.path)
         size = os.fstat(fh.fileno()).st_size
     _refuse_objects(ref.path, header.dtype)
@@ -257,23 +254,3 @@ class FileArray:
             with contextlib.suppress(BufferError):  # views still alive unmap when collected
                 mapping.close()
         self._file.close()
-
-
-class _NpySink(_FileSink):
-    """Writes the .npy stream, blocks at their offsets, into the temporary file (or the
-    file `_npy_file` names, for sinks that build something else from it)."""
-
-    def _start(self) -> None:
-        self._fh: BinaryIO | None = self._npy_file().open("r+b")
-        self._writer = _NpyWriter(self._fh, self.shape, self.dtype)
-
-    def _npy_file(self) -> Path:
-        return self._tmp
-
-    def _write(self, start: int, block: np.ndarray, axis: int) -> None:
-        self._writer.write(start, block, axis)
-
-    def _close_file(self) -> None:
-        fh, self._fh = getattr(self, "_fh", None), None
-        if fh is not None:
-            fh.close()

@@ -33,7 +33,8 @@ from lstmshape.io.base import (
     _refuse_objects,
 )
 from lstmshape.io.blocks import Array, IndexArray, InMemory, Reader, _bytes_of
-from lstmshape.io.npy import FileArray, _file_reader, _NpySink
+from lstmshape.io.npy import FileArray, _file_reader
+from lstmshape.io.npy_sink import _NpySink
 from lstmshape.io.npyformat import (
     _PARSE_ERRORS,
     _check_length,

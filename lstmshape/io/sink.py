@@ -11,15 +11,17 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 
 from lstmshape.errors import OutputError
 from lstmshape.interrupts import commit_point
 from lstmshape.io.base import _os_reason
 from lstmshape.refs import ArrayRef
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 _T = TypeVar("_T")
 

@@ -16,7 +16,7 @@ from lstmshape.io.atomic import _FileSink, _OutputPlan, _provenance_attrs
 from lstmshape.io.base import Format, RefLike, _as_ref, _format_of, _is_zarr, _refuse_object_output
 from lstmshape.io.h5_sink import _H5Sink
 from lstmshape.io.netcdf_sink import _NcSink
-from lstmshape.io.npy import _NpySink
+from lstmshape.io.npy_sink import _NpySink
 from lstmshape.io.npz import _NpzSink
 from lstmshape.io.outputs import _plan_output, _plan_zarr_output
 from lstmshape.io.safetensors_sink import _SafetensorsSink

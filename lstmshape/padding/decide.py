@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 
 from lstmshape.padding.ends import PROBE_STEPS, Array, BoolArray, Ends, IndexArray, same
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from lstmshape.validity import Validity
 
 Kind = Literal["value", "repeat", "none"]
@@ -21,8 +21,8 @@ TAIL, HEAD, EMPTY = 1, 2, 4
 _MIXED_SHARE = 10  # the rarer side needs 1/_MIXED_SHARE of the commoner one (and 2 samples)
 
 
-@dataclass(frozen=True)
-class Detection:
+# A NamedTuple, not a frozen dataclass: as immutable, and created ~7x faster (start-up).
+class Detection(NamedTuple):
     """The padding that explains a summary.
 
     kind/side/value: what was found (`value` only for kind "value"; a Python scalar, NaN ok).

@@ -5,24 +5,24 @@ docstring): `summarise` for blocks of whole samples, `TimeScan` for slabs of tim
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 
 if TYPE_CHECKING:
     from lstmshape.validity import Validity
 
-BoolArray = npt.NDArray[np.bool_]
-IndexArray = npt.NDArray[np.intp]
-Array = npt.NDArray[Any]
+# numpy.typing.NDArray[...] spelt out: importing numpy.typing costs every start-up.
+BoolArray = np.ndarray[tuple[Any, ...], np.dtype[np.bool_]]
+IndexArray = np.ndarray[tuple[Any, ...], np.dtype[np.intp]]
+Array = np.ndarray[tuple[Any, ...], np.dtype[Any]]
 
 PROBE_STEPS = 2  # steps counted from each end when a summary is not exact
 
 
-@dataclass(frozen=True)
-class Given:
+# A NamedTuple, not a frozen dataclass: as immutable, and created ~7x faster (start-up).
+class Given(NamedTuple):
     """Where a given mask puts each sample's first/last valid step, and what the data holds there.
 
     `first`/`last` are -1 for a sample with no valid step. `at_last` says step `last` equals
@@ -74,7 +74,7 @@ class Ends:
         given = None
         if first.given is not None:
             given = Given(
-                *(_join([getattr(p.given, k.name) for p in parts]) for k in fields(Given))
+                *(_join([getattr(p.given, name) for p in parts]) for name in Given._fields)
             )
         arrays = {k: _join([getattr(p, k) for p in parts]) for k in _PER_SAMPLE}
         return cls(t=first.t, f=first.f, exact=first.exact, given=given, **arrays)
@@ -91,7 +91,7 @@ class Ends:
         return replace(self, **arrays)
 
 
-_GIVEN = tuple(k.name for k in fields(Given))
+_GIVEN = Given._fields
 _PER_SAMPLE = (
     "head_run",
     "tail_run",
