@@ -34,6 +34,9 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import LAUNCHER  # bench/run.py's launcher: wall, RSS, exit code, CPU
 
 from lstmshape import io
 
@@ -75,20 +78,6 @@ def make_data(directory: Path, n: int) -> None:
         io.save(np.asarray(x), f"{directory}/x-{i}.zarr:/out")
 
 
-# A child's ru_maxrss starts at its parent's resident set (exec keeps the high-water mark):
-# this small launcher forks the measured command and reports its own child.
-LAUNCHER = """
-import os, sys, time
-start = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-cpu = usage.ru_utime + usage.ru_stime
-print(time.perf_counter() - start, usage.ru_maxrss, cpu, os.waitstatus_to_exitcode(status))
-"""
-
-
 class Run(NamedTuple):
     wall: float  # seconds
     cpu: float  # seconds of CPU: the command's, its workers' and its scheduler's
@@ -102,7 +91,7 @@ def timed(args: list[str], helpers: list[psutil.Process]) -> Run:
         done = subprocess.run(
             [sys.executable, "-c", LAUNCHER, *args], stdout=subprocess.PIPE, stderr=errors
         )
-        wall, rss, cpu, code = done.stdout.decode().split()[-4:]
+        wall, rss, code, cpu = done.stdout.decode().split()[-4:]
         if int(code) != 0:
             errors.seek(0)
             raise SystemExit(f"failed: {' '.join(args)}\n{errors.read().decode()}")

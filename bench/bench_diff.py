@@ -40,6 +40,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from run import (  # noqa: E402  (bench/run.py: the project's measuring helpers)
+    FLOOR_READ,
     LAUNCHER,
     cached_fraction,
     evict,
@@ -53,17 +54,6 @@ DATA = BENCH / "data"
 T, F = 128, 256
 SAMPLE_BYTES = T * F * 4
 RSS_LIMIT_MB = 512
-
-FLOOR = """
-import sys, time
-buf = memoryview(bytearray(1 << 24))
-start = time.perf_counter()
-for path in sys.argv[1:]:
-    with open(path, "rb", buffering=0) as fh:
-        while fh.readinto(buf):
-            pass
-print(time.perf_counter() - start)
-"""
 
 
 @dataclass
@@ -144,7 +134,7 @@ class Case:
 def cases(inputs: Inputs) -> list[Case]:
     ls = str(Path(sys.executable).with_name("lstmshape"))
     diff = [ls, "diff", inputs.a, inputs.b, "-q"]
-    floor = [sys.executable, "-c", FLOOR, inputs.a, inputs.b]
+    floor = [sys.executable, "-c", FLOOR_READ, inputs.a, inputs.b]
     return [
         Case("floor", "read A and B (plain readinto loop)", floor, 0),
         Case("diff", "lstmshape diff A B", diff, 0),

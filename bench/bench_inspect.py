@@ -29,7 +29,7 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from run import LAUNCHER, parse_size, warm  # noqa: E402  (bench/run.py's helpers)
+from run import FLOOR_READ, LAUNCHER, parse_size, warm  # noqa: E402  (bench/run.py's helpers)
 
 from lstmshape.units import format_bytes  # noqa: E402
 
@@ -37,15 +37,6 @@ DATA = BENCH / "data" / "inspect"
 T, F = 128, 64
 SAMPLE_BYTES = T * F * 4
 SPLITS = (1, 100, 10_000)
-FLOOR = """
-import sys, time
-buf = bytearray(16 << 20)
-start = time.perf_counter()
-with open(sys.argv[1], "rb", buffering=0) as fh:
-    while fh.readinto(buf):
-        pass
-print(time.perf_counter() - start)
-"""
 
 
 @dataclass
@@ -94,7 +85,7 @@ def measure(files: list[Path], repeat: int) -> list[tuple[Path, Run, Run]]:
         warm(path)
         best = min((run([lstmshape, "inspect", path, "--json", "-q"]) for _ in range(repeat)),
                    key=lambda r: r.wall)  # fmt: skip
-        floor = min((run([sys.executable, "-c", FLOOR, path]) for _ in range(repeat)),
+        floor = min((run([sys.executable, "-c", FLOOR_READ, path]) for _ in range(repeat)),
                     key=lambda r: r.wall)  # fmt: skip
         rows.append((path, best, floor))
         print(f"{path.name}: inspect {best.wall:.2f} s, read {floor.wall:.2f} s", flush=True)

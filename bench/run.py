@@ -63,6 +63,19 @@ cpu = usage.ru_utime + usage.ru_stime
 print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status), cpu)
 """
 
+# The floor of the other benches: the files named, read in order with a plain sequential
+# `readinto` loop into one reused 16 MiB buffer; prints the seconds it took.
+FLOOR_READ = """
+import sys, time
+buf = memoryview(bytearray(1 << 24))
+start = time.perf_counter()
+for path in sys.argv[1:]:
+    with open(path, "rb", buffering=0) as fh:
+        while fh.readinto(buf):
+            pass
+print(time.perf_counter() - start)
+"""
+
 FLOOR_NPY = """
 import os, sys, time
 path, size = sys.argv[1], int(sys.argv[2])
