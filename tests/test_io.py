@@ -21,6 +21,8 @@ import h5py
 import numpy as np
 import pytest
 from helpers import ROOT, assert_bitwise, evil_array, load_npy_bytes, npy_bytes, sample
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lstmshape import io
 from lstmshape._version import __version__
@@ -327,6 +329,20 @@ def test_stdin_is_read_once_and_can_be_listed_then_opened(
     (info,) = io.list_arrays("-")
     assert info.shape == (2, 3) and info.ref.is_stdio
     assert io.load("-").tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+@given(rows=st.lists(st.integers(0, 5 * 4 * 2 - 1), max_size=12).map(sorted))
+@settings(max_examples=50, deadline=None)
+def test_stdin_rows_are_read_forward_through_the_stream(rows: list[int]) -> None:
+    """`read_rows` on a stream: rows of the (N*T, F) view, in order, skipping between them."""
+    from lstmshape.io.stdio import PipeStream, _read_header
+
+    array = np.arange(5 * 4 * 2 * 3, dtype=np.float32).reshape(5, 4, 2, 3)
+    stream = stdio.BytesIO(npy_bytes(array))
+    reader = PipeStream(stream, _read_header(stream))
+    out = np.empty((len(rows), 3), np.float32)
+    reader.read_rows(np.array(rows, np.intp), out)
+    np.testing.assert_array_equal(out, array.reshape(-1, 3)[rows])
 
 
 # ----------------------------------------------------------------------------- refusals

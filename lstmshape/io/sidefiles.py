@@ -1,6 +1,6 @@
 """The files a writer keeps beside its target: the lock sidecar `.NAME.lock`, its temporary
-files and directories `.NAME.XXXXXXXX.tmp|part`, and the removal of those a killed writer
-left behind.
+files and directories `.NAME.<8 random characters>.tmp|part`, and the removal of those a
+killed writer left behind.
 
 Every side name starts from `side_stem(target)`: the target's name, or, when that name is
 so long that a side name would pass the file system's limit on a name, a shortened name
@@ -35,7 +35,7 @@ try:
 except ImportError:  # Windows: writers go unlocked (see _TargetLock)
     fcntl = None  # type: ignore[assignment]
 
-#: The most a side name adds to its stem: "." + ".XXXXXXXX.part".
+#: The most a side name adds to its stem: "." + "." + 8 random characters + ".part".
 _SIDE_ROOM = 15
 _DIGEST = 8
 

@@ -100,8 +100,12 @@ class PipeStream:
         if axis != 0:
             self._read_spooled(start, stop, axis, dest)
             return
-        inner = self._inner(0)
-        lo, hi = start * inner, stop * inner
+        self._read_bytes(start * self._inner(0), dest)
+
+    def _read_bytes(self, lo: int, dest: memoryview) -> None:
+        """Data bytes `lo:lo + len(dest)`: those already consumed replayed, the rest read
+        from the stream (skipping what lies before them)."""
+        hi = lo + len(dest)
         kept = min(hi, self._pos) - lo
         if kept > 0:
             self._replay(lo, dest[:kept])
@@ -164,7 +168,12 @@ class PipeStream:
         self._pos += len(view)
 
     def read_rows(self, rows: IndexArray, out: Array) -> None:
-        raise NotImplementedError("standard input is read in blocks (supports_rows is False)")
+        """Rows of the array viewed as (prod(shape[:-1]), shape[-1]), one read each (hence
+        `supports_rows = False`: the engine reads a stream in blocks)."""
+        width = (self.shape[-1] if self.shape else 1) * self.dtype.itemsize
+        dest = _bytes_of(out)
+        for k, row in enumerate(rows.tolist()):
+            self._read_bytes(row * width, dest[k * width : (k + 1) * width])
 
     def close(self) -> None:
         """Drop the spool (the stream itself is the process's: a later open reads on)."""

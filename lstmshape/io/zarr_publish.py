@@ -5,10 +5,10 @@ A directory cannot be renamed over a non-empty one. Where the system can swap tw
 one step (Linux `renameat2(RENAME_EXCHANGE)`), the new directory and the old one trade
 places and the old one, now at the writer's temporary name, is deleted: a writer killed
 before deleting it leaves a stale temporary directory, which the next writer removes.
-Elsewhere the old directory is first moved into a locked `.NAME.XXXXXXXX.old` directory
-beside the store together with a note of where it came from, then the new one is renamed
-in; a writer killed between those two renames leaves the old data there, and the next
-writer of the store (`recover_interrupted`) puts it back when nothing took its place.
+Elsewhere the old directory is first moved into a locked `.NAME.<8 random characters>.old`
+directory beside the store together with a note of where it came from, then the new one is
+renamed in; a writer killed between those two renames leaves the old data there, and the
+next writer of the store (`recover_interrupted`) puts it back when nothing took its place.
 
 Every step runs under the store's target lock (`sidefiles._TargetLock`).
 """

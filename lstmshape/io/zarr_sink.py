@@ -1,10 +1,11 @@
 """Zarr outputs, written atomically per array (checked and planned by `zarr_outputs`).
 
-The array is written into a temporary directory store beside the target, `.NAME.XXXXXXXX.tmp`,
-locked by the writer for as long as it lives (a killed writer's is removed by the next
-writer of the store, as for the other formats), and published at commit, under the store's
-target lock, after the output was planned again against the store as it is then (another
-writer may have created it, or the KEY, meanwhile: with `--force` the last writer wins).
+The array is written into a temporary directory store beside the target, `.NAME.<random>.tmp` (8
+random characters), locked by the writer for as long as it lives (a killed writer's is removed
+by the next writer of the store, as for the other formats), and published at commit, under
+the store's target lock, after the output was planned again against the store as it is then
+(another writer may have created it, or the KEY, meanwhile: with `--force` the last writer
+wins).
 
 - A new store (or one replaced under `--force`) appears whole: `zarr_publish.put_in_place`
   swaps it with the old one in one step where the system can, else in two renames that the
