@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import textwrap
 import time
 from pathlib import Path
 
@@ -30,64 +31,61 @@ from lstmshape._entry import main
 main()
 """
 
-# A SIGINT in the middle of the work: after the first block.
-_MID_WORK = """
+# Runs `action` once, after the first block of the in-process engine (its on_block hook).
+_AFTER_FIRST_BLOCK = """
 from lstmshape import stream
 real = stream.run_plan
-def run_plan(source, plan, spec, sink, **kw):
-    on_block = kw["on_block"]
-    def tick(nbytes):
-        on_block(nbytes)
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(5)
-        raise AssertionError("the interrupt did not stop the run")
-    kw["on_block"] = tick
-    return real(source, plan, spec, sink, **kw)
-stream.run_plan = run_plan
-"""
-
-# A library that swallows the interrupt (as one raised in a __del__ is): the run goes on.
-_SWALLOWED = """
-from lstmshape import stream
-real = stream.run_plan
+{setup}
 def run_plan(source, plan, spec, sink, **kw):
     on_block = kw["on_block"]
     def tick(nbytes):
         on_block(nbytes)
         if tick.first:
             tick.first = False
-            try:
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(5)
-            except BaseException:
-                pass
+{action}
     tick.first = True
     kw["on_block"] = tick
     return real(source, plan, spec, sink, **kw)
 stream.run_plan = run_plan
 """
+
+
+def _after_first_block(action: str, setup: str = "") -> str:
+    body = textwrap.indent(textwrap.dedent(action).strip("\n"), " " * 12)
+    return _AFTER_FIRST_BLOCK.format(setup=textwrap.dedent(setup), action=body)
+
+
+# A SIGINT in the middle of the work: after the first block.
+_MID_WORK = _after_first_block(
+    """
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+    raise AssertionError("the interrupt did not stop the run")
+    """
+)
+
+# A library that swallows the interrupt (as one raised in a __del__ is): the run goes on.
+_SWALLOWED = _after_first_block(
+    """
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except BaseException:
+        pass
+    """
+)
 
 # A SIGINT inside a finaliser: Python cannot raise it there and reports it as "Exception
 # ignored" (as it does inside an import lock's callback); the run must still end in one line.
-_IN_FINALISER = """
-from lstmshape import stream
-real = stream.run_plan
-class Dropped:
-    def __del__(self):
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.5)
-def run_plan(source, plan, spec, sink, **kw):
-    on_block = kw["on_block"]
-    def tick(nbytes):
-        on_block(nbytes)
-        if tick.first:
-            tick.first = False
-            Dropped()
-    tick.first = True
-    kw["on_block"] = tick
-    return real(source, plan, spec, sink, **kw)
-stream.run_plan = run_plan
-"""
+_IN_FINALISER = _after_first_block(
+    "Dropped()",
+    setup="""
+    class Dropped:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+    """,
+)
 
 # A SIGINT while a module is first imported (the commands import numpy and h5py lazily).
 _DURING_IMPORT = """
