@@ -19,9 +19,7 @@ import argparse
 import datetime
 import os
 import platform
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from run import FLOOR_READ, LAUNCHER, parse_size, warm  # noqa: E402  (bench/run.py's helpers)
+from run import FLOOR_READ, Run, best, parse_size, warm  # noqa: E402  (bench/run.py's helpers)
 
 from lstmshape.units import format_bytes  # noqa: E402
 
@@ -37,22 +35,6 @@ DATA = BENCH / "data" / "inspect"
 T, F = 128, 64
 SAMPLE_BYTES = T * F * 4
 SPLITS = (1, 100, 10_000)
-
-
-@dataclass
-class Run:
-    wall: float
-    rss_mb: float
-
-
-def run(cmd: list[object]) -> Run:
-    """Wall time and peak RSS of `cmd` as a grandchild (bench/run.py's launcher)."""
-    launch = [sys.executable, "-c", LAUNCHER, *(str(c) for c in cmd)]
-    done = subprocess.run(launch, capture_output=True, text=True, cwd=DATA, check=False)
-    wall, rss, code, _cpu = done.stdout.split("\n")[-2].split()
-    if int(code) != 0:
-        raise RuntimeError(f"{cmd} failed ({code}): {done.stderr.strip()[-2000:]}")
-    return Run(float(wall), int(rss) / 1024)
 
 
 def make_files(size: int) -> list[Path]:
@@ -83,12 +65,10 @@ def measure(files: list[Path], repeat: int) -> list[tuple[Path, Run, Run]]:
     rows = []
     for path in files:
         warm(path)
-        best = min((run([lstmshape, "inspect", path, "--json", "-q"]) for _ in range(repeat)),
-                   key=lambda r: r.wall)  # fmt: skip
-        floor = min((run([sys.executable, "-c", FLOOR_READ, path]) for _ in range(repeat)),
-                    key=lambda r: r.wall)  # fmt: skip
-        rows.append((path, best, floor))
-        print(f"{path.name}: inspect {best.wall:.2f} s, read {floor.wall:.2f} s", flush=True)
+        inspected = best([lstmshape, "inspect", path, "--json", "-q"], repeat)
+        floor = best([sys.executable, "-c", FLOOR_READ, path], repeat)
+        rows.append((path, inspected, floor))
+        print(f"{path.name}: inspect {inspected.wall:.2f} s, read {floor.wall:.2f} s", flush=True)
     return rows
 
 
@@ -107,13 +87,13 @@ def report(rows: list[tuple[Path, Run, Run]], repeat: int) -> str:
         "| time per byte vs one .npy |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for path, best, floor in rows:
+    for path, inspected, floor in rows:
         size = path.stat().st_size
         arrays = 1 if path.suffix == ".npy" else int(path.stem.split("-")[1])
         lines.append(
-            f"| {path.name} | {arrays:,} | {format_bytes(size)} | {best.wall:.2f} | "
-            f"{best.rss_mb:.0f} | {floor.wall:.2f} | {floor.wall / best.wall:.2f}x | "
-            f"{best.wall / size / one:.2f}x |"
+            f"| {path.name} | {arrays:,} | {format_bytes(size)} | {inspected.wall:.2f} | "
+            f"{inspected.rss_mb:.0f} | {floor.wall:.2f} | {floor.wall / inspected.wall:.2f}x | "
+            f"{inspected.wall / size / one:.2f}x |"
         )
     return "\n".join(lines) + "\n"
 
